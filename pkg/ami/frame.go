@@ -1,0 +1,173 @@
+// Package ami speaks the Asterisk Manager Interface: framing, parsing and an
+// owned connection that correlates ActionIDs, collects EventList responses
+// and applies back-pressure instead of dropping messages.
+//
+// goami2 provides the message type, the field parser and action builder; this
+// package owns the socket because goami2's Client drops a message when its
+// reader is more than 10 ms late and cannot correlate responses.
+package ami
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/staskobzar/goami2"
+)
+
+// MaxFrameSize bounds one AMI message; a peer that sends more without a
+// terminating blank line is broken or hostile.
+const MaxFrameSize = 1 << 20
+
+// ErrFrameTooLarge is returned when a message exceeds MaxFrameSize.
+var ErrFrameTooLarge = errors.New("ami: message exceeds maximum size")
+
+// ErrBanner is returned when the peer does not greet like an Asterisk manager.
+var ErrBanner = errors.New("ami: unexpected banner")
+
+var terminator = []byte("\r\n\r\n")
+
+// Reader splits an AMI byte stream into messages.
+type Reader struct {
+	br *bufio.Reader
+	sc *bufio.Scanner
+}
+
+// NewReader returns a Reader over r.
+func NewReader(r io.Reader) *Reader {
+	br := bufio.NewReaderSize(r, 64<<10)
+	sc := bufio.NewScanner(br)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxFrameSize+len(terminator))
+	sc.Split(splitFrames)
+	return &Reader{br: br, sc: sc}
+}
+
+// ReadBanner reads the single greeting line ("Asterisk Call Manager/11.0.0\r\n",
+// with no blank line after it). It must be called before ReadMessage.
+func (r *Reader) ReadBanner() (string, error) {
+	line, err := r.br.ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("ami: read banner: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if !strings.HasPrefix(line, "Asterisk Call Manager/") {
+		return "", fmt.Errorf("%w: %q", ErrBanner, truncate(line, 64))
+	}
+	// The scanner reads from the same bufio.Reader, so nothing is lost.
+	return line, nil
+}
+
+// ReadMessage returns the next message. A message that cannot be parsed is
+// returned as a *ParseError (the stream stays usable); io.EOF and network
+// errors end the stream.
+func (r *Reader) ReadMessage() (*goami2.Message, error) {
+	if !r.sc.Scan() {
+		if err := r.sc.Err(); err != nil {
+			if errors.Is(err, bufio.ErrTooLong) {
+				return nil, ErrFrameTooLarge
+			}
+			return nil, err
+		}
+		return nil, io.EOF
+	}
+	return Parse(r.sc.Bytes())
+}
+
+// ParseError reports a frame that is not a valid AMI message.
+type ParseError struct {
+	Raw string
+	Err error
+}
+
+func (e *ParseError) Error() string {
+	return fmt.Sprintf("ami: parse %q: %v", truncate(e.Raw, 80), e.Err)
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// Parse parses one frame (without its terminating blank line) into a
+// goami2.Message. It splits lines itself rather than calling goami2.Parse,
+// which trims leading spaces from values (Command output and RTCP reports
+// keep them), rejects one-letter keys, and fails on the bare "\n" Asterisk
+// puts inside some values ("Message: Unable to retrieve endpoint 9999\n");
+// here a bare line feed is trimmed from a value's end and turned into a space
+// inside it.
+func Parse(frame []byte) (*goami2.Message, error) {
+	frame = bytes.TrimLeft(frame, "\r\n")
+	if len(frame) == 0 {
+		return nil, &ParseError{Raw: "", Err: errors.New("empty message")}
+	}
+	msg := goami2.NewMessage()
+	rest := frame
+	for len(rest) > 0 {
+		var line []byte
+		if i := bytes.Index(rest, crlf); i >= 0 {
+			line, rest = rest[:i], rest[i+2:]
+		} else {
+			line, rest = rest, nil
+		}
+		k := bytes.IndexByte(line, ':')
+		if k <= 0 || !validKey(line[:k]) {
+			return nil, &ParseError{Raw: string(frame), Err: fmt.Errorf("line %q is not \"Key: value\"", truncate(string(line), 40))}
+		}
+		val := line[k+1:]
+		if len(val) > 0 && val[0] == ' ' {
+			val = val[1:]
+		}
+		v := string(bytes.TrimRight(val, "\n"))
+		if strings.ContainsAny(v, "\r\n") {
+			v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+		}
+		msg.AddField(string(line[:k]), v)
+	}
+	return msg, nil
+}
+
+var crlf = []byte("\r\n")
+
+func validKey(k []byte) bool {
+	for _, c := range k {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// splitFrames is a bufio.SplitFunc that yields AMI messages without their
+// terminating "\r\n\r\n".
+func splitFrames(data []byte, atEOF bool) (advance int, token []byte, err error) {
+	if i := bytes.Index(data, terminator); i >= 0 {
+		return i + len(terminator), data[:i], nil
+	}
+	if atEOF && len(bytes.TrimSpace(data)) > 0 {
+		return 0, nil, io.ErrUnexpectedEOF
+	}
+	if atEOF {
+		return len(data), nil, nil
+	}
+	return 0, nil, nil
+}
+
+// Encode renders an action in wire format.
+func Encode(m *goami2.Message) []byte {
+	var b bytes.Buffer
+	for _, h := range m.Headers() {
+		b.WriteString(h.Name)
+		b.WriteString(": ")
+		b.WriteString(strings.NewReplacer("\r", " ", "\n", " ").Replace(h.Value))
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,142 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
+)
+
+// DedupWindow is how long JetStream remembers event ids: a re-publish of the
+// same event within it is stored once.
+const DedupWindow = 10 * time.Minute
+
+// Connect dials NATS and keeps reconnecting forever: services ride out a NATS
+// restart instead of exiting.
+func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectBufSize(8<<20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nats connect: %w", err)
+	}
+	return nc, nil
+}
+
+// EnsureStreams creates or updates the pbxpulse streams; safe to call from
+// every service at every start.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
+	cfgs := []jetstream.StreamConfig{
+		{
+			Name:        StreamEvents,
+			Description: "pbxpulse PBX events (protobuf pbxpulse.v1.Event)",
+			Subjects:    []string{EventsFilter},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      30 * 24 * time.Hour,
+			Duplicates:  DedupWindow,
+		},
+		{
+			Name:        StreamLogs,
+			Description: "pbxpulse PBX log lines (protobuf pbxpulse.v1.Event)",
+			Subjects:    []string{LogsFilter},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      7 * 24 * time.Hour,
+			MaxBytes:    1 << 30,
+			Duplicates:  2 * time.Minute,
+		},
+	}
+	for _, c := range cfgs {
+		if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// Publisher publishes events to JetStream and waits for the store's ack.
+type Publisher struct {
+	js jetstream.JetStream
+}
+
+// NewPublisher returns a Publisher on js.
+func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js} }
+
+// Publish stores one event. The event id is the Nats-Msg-Id, so retrying a
+// publish whose ack was lost stores it once.
+func (p *Publisher) Publish(ctx context.Context, ev *pb.Event) error {
+	msg, err := Message(ev)
+	if err != nil {
+		return err
+	}
+	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.GetId())); err != nil {
+		return fmt.Errorf("publish %s: %w", msg.Subject, err)
+	}
+	return nil
+}
+
+// PublishRetry publishes until it succeeds or ctx ends, backing off while
+// NATS is away. Events are never dropped here; the caller's read loop stalls
+// instead, which is the back-pressure we want.
+func (p *Publisher) PublishRetry(ctx context.Context, ev *pb.Event, log *slog.Logger) error {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.Publish(pctx, ev)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode != 0 && apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.Code != 408 {
+			return err // a permanent refusal (bad subject, limits): retrying cannot help
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			log.Warn("publish failed, retrying", "event", ev.GetId(), "attempt", attempt, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+// Message encodes an event as a NATS message on its subject.
+func Message(ev *pb.Event) (*nats.Msg, error) {
+	subj, err := EventSubject(ev)
+	if err != nil {
+		return nil, err
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("marshal event %s: %w", ev.GetId(), err)
+	}
+	m := nats.NewMsg(subj)
+	m.Data = data
+	m.Header.Set("Content-Type", "application/protobuf; proto=pbxpulse.v1.Event")
+	return m, nil
+}

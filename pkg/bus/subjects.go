@@ -1,0 +1,95 @@
+// Package bus is pbxpulse's one way to use NATS: the subject scheme (see
+// docs/subjects.md), the stream definitions, connecting, and publishing
+// events with deduplication.
+package bus
+
+import (
+	"fmt"
+	"strings"
+
+	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
+)
+
+// Stream names. Their subjects are part of the public API.
+const (
+	// StreamEvents holds every PBX event except log lines.
+	StreamEvents = "PBX_EVENTS"
+	// StreamLogs holds log lines (high volume, shorter retention).
+	StreamLogs = "PBX_LOGS"
+)
+
+// EventsFilter is the subject filter of StreamEvents.
+const EventsFilter = "pbx.*.*.evt.>"
+
+// LogsFilter is the subject filter of StreamLogs.
+const LogsFilter = "pbx.*.*.log.>"
+
+// Domain and type tokens of event subjects.
+const (
+	DomainPBX      = "pbx"
+	DomainEndpoint = "endpoint"
+	DomainTrunk    = "trunk"
+	DomainCall     = "call"
+)
+
+// EventSubject returns the subject an event is published on:
+// pbx.<tenant>.<pbx>.evt.<domain>.<type>, or pbx.<tenant>.<pbx>.log.<level>
+// for log lines.
+func EventSubject(ev *pb.Event) (string, error) {
+	d, t := Kind(ev)
+	if d == "" {
+		return "", fmt.Errorf("bus: event %s has no payload", ev.GetId())
+	}
+	if d == "log" {
+		return fmt.Sprintf("pbx.%s.%s.log.%s", ev.GetTenant(), ev.GetPbxId(), t), nil
+	}
+	return fmt.Sprintf("pbx.%s.%s.evt.%s.%s", ev.GetTenant(), ev.GetPbxId(), d, t), nil
+}
+
+// Kind returns the domain and type tokens of an event's subject.
+func Kind(ev *pb.Event) (domain, typ string) {
+	switch p := ev.GetPayload().(type) {
+	case *pb.Event_PbxConnection:
+		return DomainPBX, "connection"
+	case *pb.Event_EndpointState:
+		return DomainEndpoint, "state"
+	case *pb.Event_ContactStatus:
+		return DomainEndpoint, "contact"
+	case *pb.Event_DeviceState:
+		return DomainEndpoint, "device"
+	case *pb.Event_TrunkRegistration:
+		return DomainTrunk, "registration"
+	case *pb.Event_ChannelCreated:
+		return DomainCall, "channel_created"
+	case *pb.Event_ChannelStateChanged:
+		return DomainCall, "channel_state"
+	case *pb.Event_ChannelHungUp:
+		return DomainCall, "channel_hangup"
+	case *pb.Event_CallerIdChanged:
+		return DomainCall, "callerid"
+	case *pb.Event_DialBegin:
+		return DomainCall, "dial_begin"
+	case *pb.Event_DialEnd:
+		return DomainCall, "dial_end"
+	case *pb.Event_BridgeEnter:
+		return DomainCall, "bridge_enter"
+	case *pb.Event_BridgeLeave:
+		return DomainCall, "bridge_leave"
+	case *pb.Event_ChannelsSnapshot:
+		return DomainCall, "snapshot"
+	case *pb.Event_LogLine:
+		lv := strings.ToLower(p.LogLine.GetLevel())
+		if lv == "" || strings.ContainsAny(lv, ".*> ") {
+			lv = "unknown"
+		}
+		return "log", lv
+	}
+	return "", ""
+}
+
+// TenantEvents is the filter of one tenant's events on every PBX.
+func TenantEvents(tenant string) string { return "pbx." + tenant + ".*.evt.>" }
+
+// DeltaSubject is where the projector announces each committed version of a
+// tenant's views (core NATS; the deltas themselves are kept in Postgres).
+func DeltaSubject(tenant string) string { return "view." + tenant + ".delta" }

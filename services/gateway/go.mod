@@ -1,0 +1,3 @@
+module github.com/pbxpulse/pbxpulse/services/gateway
+
+go 1.26.8

@@ -1,0 +1,3 @@
+module github.com/pbxpulse/pbxpulse/services/projector
+
+go 1.26.8

@@ -1,0 +1,3 @@
+module github.com/pbxpulse/pbxpulse/test
+
+go 1.26.8
