@@ -167,4 +167,3 @@ func actCoreShowChannels(s *Server, m msg) []msg {
 	}
 	return list("Channels will follow", "CoreShowChannelsComplete", items)
 }
-

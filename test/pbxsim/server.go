@@ -37,9 +37,9 @@ type endpoint struct {
 	devState   string // last DeviceStateChange state emitted
 }
 
-func (e *endpoint) uri() string    { return fmt.Sprintf("sip:%s@127.0.0.1:%d", e.name, e.viaPort()) }
-func (e *endpoint) viaPort() int   { return 5061 + e.idx }
-func (e *endpoint) callPort() int  { return 5161 + e.idx }
+func (e *endpoint) uri() string   { return fmt.Sprintf("sip:%s@127.0.0.1:%d", e.name, e.viaPort()) }
+func (e *endpoint) viaPort() int  { return 5061 + e.idx }
+func (e *endpoint) callPort() int { return 5161 + e.idx }
 func (e *endpoint) contactID() string {
 	h := md5.Sum([]byte(e.name + "|" + e.uri()))
 	return e.name + ";@" + hex.EncodeToString(h[:])
@@ -53,21 +53,21 @@ type Server struct {
 
 	// mu guards all PBX state and serialises event emission, so every
 	// session sees the same global event order.
-	mu          sync.Mutex
-	closed      bool
-	done        chan struct{}
-	listeners   []net.Listener
-	sessions    map[*session]struct{}
-	sessSeq     int
-	eps         map[string]*endpoint
-	order       []*endpoint
-	trunkUp     bool
-	chanSeq     int // PBX-wide channel counter: names and Uniqueid suffixes
-	sipSeq      int // SIP Call-ID counter for generated transactions
-	chans       []*channel
-	processed   int
-	post        []func() // events to emit once the current action reply is queued
-	wg          sync.WaitGroup
+	mu        sync.Mutex
+	closed    bool
+	done      chan struct{}
+	listeners []net.Listener
+	sessions  map[*session]struct{}
+	sessSeq   int
+	eps       map[string]*endpoint
+	order     []*endpoint
+	trunkUp   bool
+	chanSeq   int // PBX-wide channel counter: names and Uniqueid suffixes
+	sipSeq    int // SIP Call-ID counter for generated transactions
+	chans     []*channel
+	processed int
+	post      []func() // events to emit once the current action reply is queued
+	wg        sync.WaitGroup
 }
 
 // New returns a Server that is not yet listening.

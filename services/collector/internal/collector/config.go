@@ -1,0 +1,113 @@
+// Package collector connects to the AMI of one or many PBXs, normalizes what
+// they report and publishes it to JetStream.
+package collector
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pbxpulse/pbxpulse/pkg/config"
+)
+
+// Config is the collector's configuration, read from the environment.
+type Config struct {
+	// NATSURL is the NATS server or cluster to publish to.
+	NATSURL string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222"`
+	// Tenant owns every PBX this collector watches.
+	Tenant string `env:"TENANT" envDefault:"default"`
+	// AMIHosts lists the PBXs: comma separated "[id=][user:pass@]host:port".
+	// Without an id the host name (dots as dashes) is the PBX id.
+	AMIHosts string `env:"AMI_HOSTS,required"`
+	// AMIUser and AMIPass are the manager credentials used where an entry
+	// of AMIHosts has none of its own.
+	AMIUser string `env:"AMI_USER" envDefault:"monitor"`
+	AMIPass string `env:"AMI_PASS"`
+	// Keepalive is the interval of AMI Ping; a PBX that does not answer
+	// within the same time is considered gone.
+	Keepalive time.Duration `env:"AMI_KEEPALIVE" envDefault:"5s"`
+	// TrunkPattern / ExtensionPattern override endpoint classification by name.
+	TrunkPattern     string `env:"TRUNK_PATTERN"`
+	ExtensionPattern string `env:"EXTENSION_PATTERN"`
+	// MaxBackoff caps the reconnect delay.
+	MaxBackoff time.Duration `env:"AMI_MAX_BACKOFF" envDefault:"30s"`
+	LogFormat  string        `env:"LOG_FORMAT" envDefault:"text"`
+	LogLevel   string        `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// PBX is one entry of AMI_HOSTS.
+type PBX struct {
+	ID     string
+	Addr   string
+	User   string
+	Secret string
+}
+
+// String never shows the secret.
+func (p PBX) String() string { return p.ID + "=" + p.Addr }
+
+// PBXs parses and validates AMIHosts.
+func (c Config) PBXs() ([]PBX, error) {
+	var out []PBX
+	seen := map[string]bool{}
+	for _, entry := range strings.Split(c.AMIHosts, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		p := PBX{User: c.AMIUser, Secret: c.AMIPass}
+		if id, rest, ok := strings.Cut(entry, "="); ok {
+			p.ID, entry = id, rest
+		}
+		if cred, addr, ok := strings.Cut(entry, "@"); ok {
+			u, err := url.PathUnescape(cred)
+			if err != nil {
+				return nil, fmt.Errorf("AMI_HOSTS: entry for %s: bad credentials encoding", addr)
+			}
+			p.User, p.Secret, _ = strings.Cut(u, ":")
+			entry = addr
+		}
+		host, port, err := net.SplitHostPort(entry)
+		if err != nil {
+			return nil, fmt.Errorf("AMI_HOSTS: %q: want host:port", entry)
+		}
+		p.Addr = net.JoinHostPort(host, port)
+		if p.ID == "" {
+			p.ID = strings.NewReplacer(".", "-", ":", "-").Replace(host)
+		}
+		if err := config.CheckToken("AMI_HOSTS id", p.ID); err != nil {
+			return nil, err
+		}
+		if seen[p.ID] {
+			return nil, fmt.Errorf("AMI_HOSTS: PBX id %q appears twice", p.ID)
+		}
+		seen[p.ID] = true
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("AMI_HOSTS: no PBX listed")
+	}
+	return out, nil
+}
+
+// Validate checks the values that can be checked without connecting.
+func (c Config) Validate() error {
+	if err := config.CheckToken("TENANT", c.Tenant); err != nil {
+		return err
+	}
+	if _, err := c.PBXs(); err != nil {
+		return err
+	}
+	for name, p := range map[string]string{"TRUNK_PATTERN": c.TrunkPattern, "EXTENSION_PATTERN": c.ExtensionPattern} {
+		if _, err := regexp.Compile(p); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if c.Keepalive <= 0 {
+		return fmt.Errorf("AMI_KEEPALIVE must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package collector
+
+import (
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
+)
+
+// channelTracker follows the live channels of one connection so that the
+// CoreShowChannels list, which Asterisk builds while events keep flowing,
+// can be corrected for channels created or hung up while it was read.
+type channelTracker struct {
+	live    map[string]*pb.Channel
+	created map[string]uint64 // uniqueid -> event seq of Newchannel
+	hungup  map[string]uint64 // uniqueid -> event seq of Hangup
+}
+
+func newChannelTracker() *channelTracker {
+	return &channelTracker{live: map[string]*pb.Channel{}, created: map[string]uint64{}, hungup: map[string]uint64{}}
+}
+
+func (t *channelTracker) observe(seq uint64, e *pb.Event) {
+	switch p := e.Payload.(type) {
+	case *pb.Event_ChannelCreated:
+		ch := p.ChannelCreated.Channel
+		t.live[ch.Uniqueid] = proto.Clone(ch).(*pb.Channel)
+		t.created[ch.Uniqueid] = seq
+	case *pb.Event_ChannelStateChanged:
+		t.update(p.ChannelStateChanged.Channel)
+	case *pb.Event_CallerIdChanged:
+		t.update(p.CallerIdChanged.Channel)
+	case *pb.Event_BridgeEnter:
+		t.update(p.BridgeEnter.Channel)
+	case *pb.Event_BridgeLeave:
+		if ch, ok := t.live[p.BridgeLeave.Channel.Uniqueid]; ok {
+			ch.BridgeId = ""
+		}
+	case *pb.Event_ChannelHungUp:
+		id := p.ChannelHungUp.Channel.Uniqueid
+		delete(t.live, id)
+		t.hungup[id] = seq
+	}
+}
+
+func (t *channelTracker) update(ch *pb.Channel) {
+	cur, ok := t.live[ch.Uniqueid]
+	if !ok {
+		t.live[ch.Uniqueid] = proto.Clone(ch).(*pb.Channel)
+		return
+	}
+	bridge := cur.BridgeId
+	if ch.BridgeId != "" {
+		bridge = ch.BridgeId
+	}
+	proto.Reset(cur)
+	proto.Merge(cur, ch)
+	cur.BridgeId = bridge
+}
+
+// reconcile returns the true channel set: the listed channels, minus those
+// hung up after the list was requested (seq > sent), plus those created after
+// it; the tracker then adopts that set.
+func (t *channelTracker) reconcile(listed []*pb.Channel, sent uint64) []*pb.Channel {
+	set := map[string]*pb.Channel{}
+	for _, ch := range listed {
+		if t.hungup[ch.Uniqueid] > sent {
+			continue
+		}
+		set[ch.Uniqueid] = ch
+	}
+	for id, seq := range t.created {
+		if seq > sent {
+			if ch, ok := t.live[id]; ok {
+				if _, listed := set[id]; !listed {
+					set[id] = proto.Clone(ch).(*pb.Channel)
+				}
+			}
+		}
+	}
+	t.live = set
+	out := make([]*pb.Channel, 0, len(set))
+	for _, ch := range set {
+		out = append(out, ch)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Uniqueid < out[j].Uniqueid })
+	return out
+}
+
+// forgetBefore drops bookkeeping that no pending list can need any more.
+func (t *channelTracker) forgetBefore(seq uint64) {
+	for id, s := range t.created {
+		if s <= seq {
+			delete(t.created, id)
+		}
+	}
+	for id, s := range t.hungup {
+		if s <= seq {
+			delete(t.hungup, id)
+		}
+	}
+}
