@@ -144,6 +144,7 @@ func (s *Server) accept(ln net.Listener) {
 		s.sessions[ss] = struct{}{}
 		s.wg.Add(2)
 		s.mu.Unlock()
+		s.log.Debug("ami session opened", "remote", c.RemoteAddr().String(), "session", ss.id)
 		go ss.writeLoop()
 		go ss.readLoop()
 	}

@@ -247,6 +247,7 @@ func (ss *session) login(m msg, resp func(string, ...field) msg) bool {
 	s := ss.srv
 	user, secret := m.get("Username"), m.get("Secret")
 	if user != s.cfg.User || secret != s.cfg.Secret {
+		s.log.Info("ami login failed", "user", user, "remote", ss.conn.RemoteAddr().String())
 		ev := ss.amiSecurity("InvalidPassword", "Error", "2")
 		ev = append(ev, field{"AccountID", user}, field{"SessionID", ss.id})
 		ev = append(ev, ss.addrs()...)

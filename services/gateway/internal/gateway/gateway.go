@@ -65,6 +65,11 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 		return err
 	}
 	defer pool.Close()
+	// The projector owns the schema, but the gateway may start first; the
+	// migration is idempotent and locked, so either may apply it.
+	if err := migrateWithRetry(ctx, pool, log); err != nil {
+		return err
+	}
 	g := &Gateway{cfg: cfg, log: log, pool: pool, nc: nc, hub: newHub(cfg.Tenant, pool, log)}
 	g.registerMetrics()
 
@@ -184,4 +189,19 @@ func (g *Gateway) registerMetrics() {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pbxpulse_gateway_view_version", Help: "Last view version fanned out."},
 			func() float64 { return float64(g.hub.lastVersion()) }),
 	)
+}
+
+func migrateWithRetry(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	for wait := 200 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
+		err := store.Migrate(ctx, pool)
+		if err == nil {
+			return nil
+		}
+		log.Warn("postgres not ready", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
