@@ -216,10 +216,16 @@ func (s *Stack) Env() []string {
 // StartService starts one service binary with the stack's environment plus
 // extra variables.
 func (s *Stack) StartService(name string, extra ...string) error {
+	return s.StartNamed(name, name, extra...)
+}
+
+// StartNamed starts binary bin as the process called name, so that two
+// instances of one service can run side by side.
+func (s *Stack) StartNamed(name, bin string, extra ...string) error {
 	if err := os.MkdirAll(filepath.Join(s.opt.Dir, "asterisk"), 0o755); err != nil {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(s.opt.BinDir, name))
+	cmd := exec.Command(filepath.Join(s.opt.BinDir, bin))
 	cmd.Env = append(append(os.Environ(), s.Env()...), extra...)
 	out := s.opt.Output
 	if out == nil {
