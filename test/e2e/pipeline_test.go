@@ -178,3 +178,35 @@ func TestPipelineRegisterCallHangup(t *testing.T) {
 		t.Errorf("late joiner sees %v / %d calls", ws2.endpoints["pbx1/1001"], len(ws2.calls))
 	}
 }
+
+// TestPBXLinkLossAndResync cuts the AMI link while a call is up; the call
+// ends and an extension unregisters while nobody watches. After the
+// collector reconnects, its resync must close the call and correct the
+// extension, and the PBX must have been shown as disconnected meanwhile.
+func TestPBXLinkLossAndResync(t *testing.T) {
+	s := startStack(t, false, "AMI_KEEPALIVE=1s")
+	ws := dial(t, "ws://"+s.HTTPAddr+"/ws")
+	s.Sim.Register("1001")
+	s.Sim.Register("1002")
+	s.Sim.Register("1003")
+	call := s.Sim.Dial("1001", "1002")
+	call.Answer()
+	id := "pbx1/" + call.Linkedid()
+	ws.until("call bridged", 30*time.Second, func() bool { return str(ws.calls[id], "state") == "bridged" })
+	ws.until("1003 online", 10*time.Second, func() bool { return str(ws.endpoints["pbx1/1003"], "status") == "online" })
+
+	s.Sim.DropSessions()
+	call.Hangup()
+	s.Sim.Unregister("1003")
+	sawDown := false
+	ws.until("resynced: call closed, 1003 offline", 30*time.Second, func() bool {
+		if st := str(ws.pbxs["pbx1"], "state"); st == "disconnected" {
+			sawDown = true
+		}
+		return sawDown && str(ws.pbxs["pbx1"], "state") == "connected" &&
+			ws.calls[id] == nil && str(ws.endpoints["pbx1/1003"], "status") == "offline"
+	})
+	if st := str(ws.endpoints["pbx1/1001"], "status"); st != "online" {
+		t.Errorf("1001 after resync: %q, want online", st)
+	}
+}
