@@ -1,0 +1,50 @@
+package collector
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestPBXs(t *testing.T) {
+	cases := []struct {
+		name, hosts string
+		want        []PBX
+		err         string
+	}{
+		{"plain", "10.0.0.5:5038", []PBX{{ID: "10-0-0-5", Addr: "10.0.0.5:5038", User: "monitor", Secret: "pw"}}, ""},
+		{"ids and own credentials", "pbx1=127.0.0.1:5038, pbx2=admin:s%40cret@pbx2.example:5039",
+			[]PBX{{ID: "pbx1", Addr: "127.0.0.1:5038", User: "monitor", Secret: "pw"}, {ID: "pbx2", Addr: "pbx2.example:5039", User: "admin", Secret: "s@cret"}}, ""},
+		{"no port", "pbx1=10.0.0.5", nil, "want host:port"},
+		{"duplicate id", "a=h:1,a=h:2", nil, "twice"},
+		{"bad id", "a.b=h:1", nil, "AMI_HOSTS id"},
+		{"empty", " , ", nil, "no PBX"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Config{AMIHosts: tc.hosts, AMIUser: "monitor", AMIPass: "pw"}.PBXs()
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				if err != nil && strings.Contains(err.Error(), "cret") {
+					t.Fatalf("error leaks a secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("%v", got)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("%d: %+v, want %+v", i, got[i], tc.want[i])
+				}
+				if strings.Contains(got[i].String(), got[i].Secret) && got[i].Secret != "" {
+					t.Errorf("String() shows the secret")
+				}
+			}
+		})
+	}
+}
