@@ -29,7 +29,7 @@ import (
 )
 
 // Services are the service binaries, in start order.
-var Services = []string{"collector", "projector", "gateway", "mediabridge"}
+var Services = []string{"collector", "projector", "gateway", "logtailer", "mediabridge"}
 
 // RepoRoot finds the directory holding go.work, from the working directory up.
 func RepoRoot() (string, error) {
