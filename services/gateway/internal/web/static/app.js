@@ -359,7 +359,7 @@
     setClass(col._card, 'card ep-card h-100' + blink + (connected ? '' : ' stale'));
     setText(col._name, name);
     setText(col._sub, [pbxId, TECH[str(ep.technology)] || ''].filter(Boolean).join(' · '));
-    setText(col._badge, status);
+    setText(col._badge, status.replace('_', ' ')); // data-status keeps the token
     setClass(col._badge, 'badge status-badge ' + (STATUS_CLASS[status] || 'text-bg-secondary'));
     setText(col._device, str(ep.device_state));
 
