@@ -210,3 +210,29 @@ func TestPBXLinkLossAndResync(t *testing.T) {
 		t.Errorf("1001 after resync: %q, want online", st)
 	}
 }
+
+// TestNATSRestart stops NATS while a call ends and an extension registers;
+// once NATS is back, nothing that happened meanwhile is missing from the
+// views the browser sees.
+func TestNATSRestart(t *testing.T) {
+	s := startStack(t, false)
+	ws := dial(t, "ws://"+s.HTTPAddr+"/ws")
+	s.Sim.Register("1001")
+	s.Sim.Register("1002")
+	call := s.Sim.Dial("1001", "1002")
+	call.Answer()
+	id := "pbx1/" + call.Linkedid()
+	ws.until("call bridged", 30*time.Second, func() bool { return str(ws.calls[id], "state") == "bridged" })
+
+	done := make(chan error, 1)
+	go func() { done <- s.RestartNATS(2 * time.Second) }()
+	time.Sleep(500 * time.Millisecond) // NATS is down now
+	call.Hangup()
+	s.Sim.Register("1003")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ws.until("call gone and 1003 online after NATS came back", 60*time.Second, func() bool {
+		return ws.calls[id] == nil && str(ws.endpoints["pbx1/1003"], "status") == "online"
+	})
+}

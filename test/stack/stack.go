@@ -188,6 +188,22 @@ func CreateDatabase(ctx context.Context, adminDSN, db string) error {
 	return nil
 }
 
+// RestartNATS shuts the embedded NATS server down, waits for down, and
+// starts it again on the same port with the same store, as a NATS restart
+// in production would.
+func (s *Stack) RestartNATS(down time.Duration) error {
+	port := s.NATS.Addr().(*net.TCPAddr).Port
+	s.NATS.Shutdown()
+	s.NATS.WaitForShutdown()
+	time.Sleep(down)
+	ns, err := natsserver.Start("127.0.0.1", port, filepath.Join(s.opt.Dir, "nats"))
+	if err != nil {
+		return err
+	}
+	s.NATS = ns
+	return nil
+}
+
 // NATSURL is the embedded server's client URL.
 func (s *Stack) NATSURL() string { return s.NATS.ClientURL() }
 
