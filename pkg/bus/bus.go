@@ -41,6 +41,43 @@ func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// Open connects to NATS and makes sure the streams exist, retrying until
+// NATS answers or ctx ends: a service may well start before NATS does.
+func Open(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := Connect(url, name, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := EnsureStreams(cctx, js)
+		cancel()
+		if err == nil {
+			return nc, js, nil
+		}
+		if ctx.Err() != nil {
+			nc.Close()
+			return nil, nil, ctx.Err()
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			log.Warn("cannot ensure streams yet, retrying", "attempt", attempt, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return nil, nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
 // EnsureStreams creates or updates the pbxpulse streams; safe to call from
 // every service at every start.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {

@@ -43,3 +43,14 @@ func CheckToken(name, s string) error {
 	}
 	return nil
 }
+
+// Logging is the log settings every service shares; embed it in a Config.
+type Logging struct {
+	// LogFormat is "text" or "json".
+	LogFormat string `env:"LOG_FORMAT" envDefault:"text"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// LogSettings returns the settings; embedding Logging gives a Config this method.
+func (l Logging) LogSettings() Logging { return l }

@@ -2,12 +2,9 @@ package collector
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"regexp"
 	"sync"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
 )
@@ -19,18 +16,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	pbxs, _ := cfg.PBXs()
-	nc, err := bus.Connect(cfg.NATSURL, "pbxpulse-collector", log)
+	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-collector", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	if err := bus.EnsureStreams(ctx, js); err != nil {
-		return err
-	}
 	pub := bus.NewPublisher(js)
 	var trunkRe, extRe *regexp.Regexp
 	if cfg.TrunkPattern != "" {

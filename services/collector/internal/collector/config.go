@@ -34,8 +34,7 @@ type Config struct {
 	ExtensionPattern string `env:"EXTENSION_PATTERN"`
 	// MaxBackoff caps the reconnect delay.
 	MaxBackoff time.Duration `env:"AMI_MAX_BACKOFF" envDefault:"30s"`
-	LogFormat  string        `env:"LOG_FORMAT" envDefault:"text"`
-	LogLevel   string        `env:"LOG_LEVEL" envDefault:"info"`
+	config.Logging
 }
 
 // PBX is one entry of AMI_HOSTS.

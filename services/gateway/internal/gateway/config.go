@@ -35,8 +35,7 @@ type Config struct {
 	WriteTimeout time.Duration `env:"WS_WRITE_TIMEOUT" envDefault:"10s"`
 	// PingInterval keeps idle connections alive through proxies and finds dead ones.
 	PingInterval time.Duration `env:"WS_PING_INTERVAL" envDefault:"20s"`
-	LogFormat    string        `env:"LOG_FORMAT" envDefault:"text"`
-	LogLevel     string        `env:"LOG_LEVEL" envDefault:"info"`
+	config.Logging
 }
 
 // Validate checks the configuration and normalizes PathPrefix.

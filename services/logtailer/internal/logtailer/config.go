@@ -42,9 +42,8 @@ type Config struct {
 	CommitEvery int `env:"COMMIT_EVERY" envDefault:"256"`
 	// MaxMessageBytes caps one entry's message; longer ones are cut and
 	// marked.
-	MaxMessageBytes int    `env:"MAX_MESSAGE_BYTES" envDefault:"65536"`
-	LogFormat       string `env:"LOG_FORMAT" envDefault:"text"`
-	LogLevel        string `env:"LOG_LEVEL" envDefault:"info"`
+	MaxMessageBytes int `env:"MAX_MESSAGE_BYTES" envDefault:"65536"`
+	config.Logging
 }
 
 // Patterns returns the entries of LogFiles.

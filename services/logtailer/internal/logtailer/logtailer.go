@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 	"log/slog"
 	"path/filepath"
 	"regexp"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pbxpulse/pbxpulse/pkg/ami"
@@ -40,18 +38,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	loc, _ := cfg.Location()
-	nc, err := bus.Connect(cfg.NATSURL, "pbxpulse-logtailer", log)
+	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-logtailer", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	if err := ensureStreams(ctx, js, log); err != nil {
-		return err
-	}
 	r := &runner{cfg: cfg, loc: loc, pub: bus.NewPublisher(js), log: log, following: map[string]bool{}}
 	log.Info("logtailer started", "tenant", cfg.Tenant, "pbx", cfg.PBXID, "files", cfg.LogFiles, "state_dir", cfg.StateDir)
 	r.scan(ctx)
@@ -65,31 +56,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		case <-t.C:
 			r.scan(ctx)
 		}
-	}
-}
-
-// ensureStreams retries until NATS answers: the tailer may start first.
-func ensureStreams(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
-	wait := 250 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := bus.EnsureStreams(cctx, js)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if attempt == 1 || attempt%20 == 0 {
-			log.Warn("cannot ensure streams yet, retrying", "attempt", attempt, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }
 

@@ -31,8 +31,7 @@ type Config struct {
 	WorkerID string `env:"WORKER_ID"`
 	// HealthAddr serves /healthz.
 	HealthAddr string `env:"HEALTH_ADDR" envDefault:":8091"`
-	LogFormat  string `env:"LOG_FORMAT" envDefault:"text"`
-	LogLevel   string `env:"LOG_LEVEL" envDefault:"info"`
+	config.Logging
 }
 
 // WorkerInfo is a worker's answer on the discovery subject.

@@ -39,8 +39,7 @@ type Config struct {
 	BatchDelay time.Duration `env:"PROJECTOR_BATCH_DELAY" envDefault:"5ms"`
 	// DeltaRetention is how many past deltas are kept for catching up.
 	DeltaRetention uint64 `env:"PROJECTOR_DELTA_RETENTION" envDefault:"10000"`
-	LogFormat      string `env:"LOG_FORMAT" envDefault:"text"`
-	LogLevel       string `env:"LOG_LEVEL" envDefault:"info"`
+	config.Logging
 }
 
 // Validate checks the configuration.
@@ -61,15 +60,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	nc, err := bus.Connect(cfg.NATSURL, "pbxpulse-projector", log)
+	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-projector", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
 	pool, err := store.Connect(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
@@ -80,10 +75,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	migrated := false
 	for ctx.Err() == nil {
 		if !migrated {
-			if err = bus.EnsureStreams(ctx, js); err == nil {
-				if err = store.Migrate(ctx, pool); err == nil {
-					migrated = true
-				}
+			if err = store.Migrate(ctx, pool); err == nil {
+				migrated = true
 			}
 		}
 		if migrated {
