@@ -15,3 +15,13 @@ func EndpointOfChannel(name string) string {
 	}
 	return rest
 }
+
+// EndpointOfDevice returns the endpoint of a device name: "PJSIP/1001" ->
+// "1001"; "" for devices that are not endpoints ("Queue:support_avail").
+func EndpointOfDevice(dev string) string {
+	tech, rest, ok := strings.Cut(dev, "/")
+	if !ok || (tech != "PJSIP" && tech != "SIP" && tech != "IAX2") {
+		return ""
+	}
+	return rest
+}

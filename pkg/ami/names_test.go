@@ -17,3 +17,12 @@ func TestEndpointOfChannel(t *testing.T) {
 		}
 	}
 }
+
+func TestEndpointOfDevice(t *testing.T) {
+	cases := map[string]string{"PJSIP/1001": "1001", "IAX2/iaxtrunk": "iaxtrunk", "Queue:support_avail": "", "Custom:x": ""}
+	for in, want := range cases {
+		if got := EndpointOfDevice(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}

@@ -85,7 +85,7 @@ func Event(m *goami2.Message) *pb.Event {
 	case "DeviceStateChange":
 		dev := m.Field("Device")
 		r.Payload = &pb.Event_DeviceState{DeviceState: &pb.DeviceState{Device: dev, State: m.Field("State")}}
-		r.Refs = &pb.PbxRefs{Endpoint: endpointOfDevice(dev)}
+		r.Refs = &pb.PbxRefs{Endpoint: ami.EndpointOfDevice(dev)}
 	case "Registry":
 		r.Payload = &pb.Event_TrunkRegistration{TrunkRegistration: &pb.TrunkRegistration{
 			Technology: technology(m.Field("ChannelType")),
@@ -220,14 +220,6 @@ func channelWithPrefix(m *goami2.Message, p string) *pb.Channel {
 
 func chanRefs(ch *pb.Channel) *pb.PbxRefs {
 	return &pb.PbxRefs{Uniqueid: ch.Uniqueid, Linkedid: ch.Linkedid, Channel: ch.Name, Endpoint: ami.EndpointOfChannel(ch.Name), BridgeId: ch.BridgeId}
-}
-
-func endpointOfDevice(dev string) string {
-	tech, rest, ok := strings.Cut(dev, "/")
-	if !ok || (tech != "PJSIP" && tech != "SIP" && tech != "IAX2") {
-		return ""
-	}
-	return rest
 }
 
 // known maps Asterisk's "<unknown>" placeholder to "". Numbers stay strings.

@@ -121,7 +121,7 @@ func (v *Views) Apply(e *pb.Event) {
 	case *pb.Event_ContactStatus:
 		v.applyContact(pbx, at, p.ContactStatus)
 	case *pb.Event_DeviceState:
-		if ep := endpointOfDevice(p.DeviceState.Device); ep != "" {
+		if ep := ami.EndpointOfDevice(p.DeviceState.Device); ep != "" {
 			if ev := v.endpoints[pbx+"/"+ep]; ev != nil {
 				ev.DeviceState = deviceStateText(p.DeviceState.State)
 				ev.UpdatedAt = at
@@ -347,14 +347,6 @@ func deviceStateText(s string) string {
 		return "On Hold"
 	}
 	return "Unknown"
-}
-
-func endpointOfDevice(dev string) string {
-	tech, rest, ok := strings.Cut(dev, "/")
-	if !ok || (tech != "PJSIP" && tech != "SIP" && tech != "IAX2") {
-		return ""
-	}
-	return rest
 }
 
 // upsertChannel merges a channel's reported state into its call. When the
