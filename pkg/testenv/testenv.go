@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -123,12 +122,4 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("condition not met after %s: %v", timeout, err)
-}
-
-// Redact hides a URL's password for logs.
-func Redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil {
-		return u.Redacted()
-	}
-	return strings.Repeat("*", 8)
 }

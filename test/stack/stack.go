@@ -363,16 +363,3 @@ func freeAddr() (string, error) {
 	defer l.Close()
 	return l.Addr().String(), nil
 }
-
-// Redacted returns env with secrets hidden, for printing.
-func Redacted(env []string) []string {
-	out := make([]string, 0, len(env))
-	for _, e := range env {
-		k, _, _ := strings.Cut(e, "=")
-		if strings.Contains(k, "PASS") || strings.Contains(k, "TOKEN") || strings.Contains(k, "SECRET") {
-			e = k + "=***"
-		}
-		out = append(out, e)
-	}
-	return out
-}

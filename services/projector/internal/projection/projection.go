@@ -443,10 +443,8 @@ func (v *Views) applyChannelsSnapshot(pbx string, at *timestamppb.Timestamp, cha
 	for _, ch := range chans {
 		listed[ch.Uniqueid] = true
 	}
-	for key, ck := range v.chanCall {
-		p, id, _ := strings.Cut(key, "/")
-		if p == pbx && !listed[id] {
-			_ = ck
+	for key := range v.chanCall {
+		if p, id, _ := strings.Cut(key, "/"); p == pbx && !listed[id] {
 			v.removeChannel(pbx, id)
 		}
 	}
