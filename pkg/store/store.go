@@ -159,8 +159,10 @@ func ReadSnapshot(ctx context.Context, q pgx.Tx, tenant string) (*pb.Snapshot, P
 }
 
 // QueueDelta queues, on b, the statements that store every change of d and
-// the new position, and the delta itself when it changed anything.
-func QueueDelta(b *pgx.Batch, d *pb.Delta, streamSeq uint64) {
+// the new position, and the delta itself when it changed anything. It
+// returns the encoded delta it stores (nil when d changes nothing), so that
+// the caller can announce the same bytes.
+func QueueDelta(b *pgx.Batch, d *pb.Delta, streamSeq uint64) ([]byte, error) {
 	t := d.Tenant
 	for _, c := range d.Changes {
 		switch r := c.Row.(type) {
@@ -212,10 +214,15 @@ func QueueDelta(b *pgx.Batch, d *pb.Delta, streamSeq uint64) {
 	}
 	b.Queue(`INSERT INTO projector_position (tenant, stream_seq, version) VALUES ($1,$2,$3)
 		ON CONFLICT (tenant) DO UPDATE SET stream_seq=$2, version=$3`, t, int64(streamSeq), int64(d.Version))
-	if len(d.Changes) > 0 {
-		body, _ := proto.Marshal(d)
-		b.Queue(`INSERT INTO deltas (tenant, version, body, committed_at) VALUES ($1,$2,$3,$4)`, t, int64(d.Version), body, tm(d.CommittedAt))
+	if len(d.Changes) == 0 {
+		return nil, nil
 	}
+	body, err := proto.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode delta %d: %w", d.Version, err)
+	}
+	b.Queue(`INSERT INTO deltas (tenant, version, body, committed_at) VALUES ($1,$2,$3,$4)`, t, int64(d.Version), body, tm(d.CommittedAt))
+	return body, nil
 }
 
 // PruneDeltas keeps the newest keep deltas of a tenant.

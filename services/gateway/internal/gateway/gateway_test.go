@@ -79,7 +79,9 @@ func commit(t *testing.T, conn *pgx.Conn, nc *nats.Conn, v uint64, announce bool
 	d := &pb.Delta{Tenant: "acme", Version: v, CommittedAt: timestamppb.Now(), Changes: []*pb.Change{{Row: &pb.Change_Call{Call: &pb.CallView{
 		PbxId: "pbx1", Linkedid: strconv.FormatUint(v%7, 10), CallerNum: "0800" + strconv.FormatUint(v, 10), State: "up"}}}}}
 	b := &pgx.Batch{}
-	store.QueueDelta(b, d, v)
+	if _, err := store.QueueDelta(b, d, v); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	if err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
 		t.Error(err)

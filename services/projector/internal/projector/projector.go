@@ -216,7 +216,10 @@ func (p *projector) commit(ctx context.Context, views *projection.Views, pos *st
 		d.Version++
 	}
 	b := &pgx.Batch{}
-	store.QueueDelta(b, d, last)
+	body, err := store.QueueDelta(b, d, last)
+	if err != nil {
+		return err
+	}
 	if err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		return tx.SendBatch(ctx, b).Close()
 	}); err != nil {
@@ -227,12 +230,10 @@ func (p *projector) commit(ctx context.Context, views *projection.Views, pos *st
 		return nil
 	}
 	pos.Version = d.Version
-	if data, err := proto.Marshal(d); err == nil {
-		// Core NATS is enough: a gateway that misses this reads the delta
-		// from Postgres when it sees the next version or polls.
-		if err := p.nc.Publish(bus.DeltaSubject(p.cfg.Tenant), data); err != nil {
-			p.log.Warn("delta announce failed", "version", d.Version, "err", err)
-		}
+	// Core NATS is enough: a gateway that misses this reads the delta from
+	// Postgres when it sees the next version or polls.
+	if err := p.nc.Publish(bus.DeltaSubject(p.cfg.Tenant), body); err != nil {
+		p.log.Warn("delta announce failed", "version", d.Version, "err", err)
 	}
 	if d.Version%1000 == 0 {
 		if err := store.PruneDeltas(ctx, p.pool, p.cfg.Tenant, d.Version, p.cfg.DeltaRetention); err != nil {
