@@ -242,6 +242,215 @@ func (PbxConnection_State) EnumDescriptor() ([]byte, []int) {
 	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{2, 0}
 }
 
+type Transfer_Kind int32
+
+const (
+	Transfer_KIND_UNSPECIFIED Transfer_Kind = 0
+	Transfer_KIND_BLIND       Transfer_Kind = 1
+	Transfer_KIND_ATTENDED    Transfer_Kind = 2
+)
+
+// Enum value maps for Transfer_Kind.
+var (
+	Transfer_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_BLIND",
+		2: "KIND_ATTENDED",
+	}
+	Transfer_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"KIND_BLIND":       1,
+		"KIND_ATTENDED":    2,
+	}
+)
+
+func (x Transfer_Kind) Enum() *Transfer_Kind {
+	p := new(Transfer_Kind)
+	*p = x
+	return p
+}
+
+func (x Transfer_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Transfer_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_pbxpulse_v1_events_proto_enumTypes[4].Descriptor()
+}
+
+func (Transfer_Kind) Type() protoreflect.EnumType {
+	return &file_pbxpulse_v1_events_proto_enumTypes[4]
+}
+
+func (x Transfer_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Transfer_Kind.Descriptor instead.
+func (Transfer_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{22, 0}
+}
+
+type BridgeLifecycle_Action int32
+
+const (
+	BridgeLifecycle_ACTION_UNSPECIFIED BridgeLifecycle_Action = 0
+	BridgeLifecycle_ACTION_CREATED     BridgeLifecycle_Action = 1
+	BridgeLifecycle_ACTION_DESTROYED   BridgeLifecycle_Action = 2
+)
+
+// Enum value maps for BridgeLifecycle_Action.
+var (
+	BridgeLifecycle_Action_name = map[int32]string{
+		0: "ACTION_UNSPECIFIED",
+		1: "ACTION_CREATED",
+		2: "ACTION_DESTROYED",
+	}
+	BridgeLifecycle_Action_value = map[string]int32{
+		"ACTION_UNSPECIFIED": 0,
+		"ACTION_CREATED":     1,
+		"ACTION_DESTROYED":   2,
+	}
+)
+
+func (x BridgeLifecycle_Action) Enum() *BridgeLifecycle_Action {
+	p := new(BridgeLifecycle_Action)
+	*p = x
+	return p
+}
+
+func (x BridgeLifecycle_Action) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BridgeLifecycle_Action) Descriptor() protoreflect.EnumDescriptor {
+	return file_pbxpulse_v1_events_proto_enumTypes[5].Descriptor()
+}
+
+func (BridgeLifecycle_Action) Type() protoreflect.EnumType {
+	return &file_pbxpulse_v1_events_proto_enumTypes[5]
+}
+
+func (x BridgeLifecycle_Action) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BridgeLifecycle_Action.Descriptor instead.
+func (BridgeLifecycle_Action) EnumDescriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{25, 0}
+}
+
+type QueueCaller_Action int32
+
+const (
+	QueueCaller_ACTION_UNSPECIFIED QueueCaller_Action = 0
+	QueueCaller_ACTION_JOIN        QueueCaller_Action = 1
+	QueueCaller_ACTION_LEAVE       QueueCaller_Action = 2
+	QueueCaller_ACTION_ABANDON     QueueCaller_Action = 3
+	// Listed by QueueStatus (QueueEntry).
+	QueueCaller_ACTION_WAITING QueueCaller_Action = 4
+)
+
+// Enum value maps for QueueCaller_Action.
+var (
+	QueueCaller_Action_name = map[int32]string{
+		0: "ACTION_UNSPECIFIED",
+		1: "ACTION_JOIN",
+		2: "ACTION_LEAVE",
+		3: "ACTION_ABANDON",
+		4: "ACTION_WAITING",
+	}
+	QueueCaller_Action_value = map[string]int32{
+		"ACTION_UNSPECIFIED": 0,
+		"ACTION_JOIN":        1,
+		"ACTION_LEAVE":       2,
+		"ACTION_ABANDON":     3,
+		"ACTION_WAITING":     4,
+	}
+)
+
+func (x QueueCaller_Action) Enum() *QueueCaller_Action {
+	p := new(QueueCaller_Action)
+	*p = x
+	return p
+}
+
+func (x QueueCaller_Action) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (QueueCaller_Action) Descriptor() protoreflect.EnumDescriptor {
+	return file_pbxpulse_v1_events_proto_enumTypes[6].Descriptor()
+}
+
+func (QueueCaller_Action) Type() protoreflect.EnumType {
+	return &file_pbxpulse_v1_events_proto_enumTypes[6]
+}
+
+func (x QueueCaller_Action) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use QueueCaller_Action.Descriptor instead.
+func (QueueCaller_Action) EnumDescriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{30, 0}
+}
+
+type QueueAgent_Action int32
+
+const (
+	QueueAgent_ACTION_UNSPECIFIED    QueueAgent_Action = 0
+	QueueAgent_ACTION_CALLED         QueueAgent_Action = 1
+	QueueAgent_ACTION_CONNECT        QueueAgent_Action = 2
+	QueueAgent_ACTION_COMPLETE       QueueAgent_Action = 3
+	QueueAgent_ACTION_RING_NO_ANSWER QueueAgent_Action = 4
+)
+
+// Enum value maps for QueueAgent_Action.
+var (
+	QueueAgent_Action_name = map[int32]string{
+		0: "ACTION_UNSPECIFIED",
+		1: "ACTION_CALLED",
+		2: "ACTION_CONNECT",
+		3: "ACTION_COMPLETE",
+		4: "ACTION_RING_NO_ANSWER",
+	}
+	QueueAgent_Action_value = map[string]int32{
+		"ACTION_UNSPECIFIED":    0,
+		"ACTION_CALLED":         1,
+		"ACTION_CONNECT":        2,
+		"ACTION_COMPLETE":       3,
+		"ACTION_RING_NO_ANSWER": 4,
+	}
+)
+
+func (x QueueAgent_Action) Enum() *QueueAgent_Action {
+	p := new(QueueAgent_Action)
+	*p = x
+	return p
+}
+
+func (x QueueAgent_Action) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (QueueAgent_Action) Descriptor() protoreflect.EnumDescriptor {
+	return file_pbxpulse_v1_events_proto_enumTypes[7].Descriptor()
+}
+
+func (QueueAgent_Action) Type() protoreflect.EnumType {
+	return &file_pbxpulse_v1_events_proto_enumTypes[7]
+}
+
+func (x QueueAgent_Action) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use QueueAgent_Action.Descriptor instead.
+func (QueueAgent_Action) EnumDescriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{31, 0}
+}
+
 // Event is the envelope every event shares.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -281,6 +490,24 @@ type Event struct {
 	//	*Event_BridgeLeave
 	//	*Event_CallerIdChanged
 	//	*Event_ChannelsSnapshot
+	//	*Event_PeerStatus
+	//	*Event_ExtensionStatus
+	//	*Event_ChannelHold
+	//	*Event_Dtmf
+	//	*Event_Transfer
+	//	*Event_LocalBridge
+	//	*Event_ChannelRenamed
+	//	*Event_BridgeLifecycle
+	//	*Event_ChannelVarSet
+	//	*Event_StasisApp
+	//	*Event_QueueSummary
+	//	*Event_QueueMember
+	//	*Event_QueueCaller
+	//	*Event_QueueAgent
+	//	*Event_QueuesSnapshot
+	//	*Event_Reconciliation
+	//	*Event_AriEvent
+	//	*Event_Audit
 	//	*Event_LogLine
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
@@ -513,6 +740,168 @@ func (x *Event) GetChannelsSnapshot() *ChannelsSnapshot {
 	return nil
 }
 
+func (x *Event) GetPeerStatus() *PeerStatus {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PeerStatus); ok {
+			return x.PeerStatus
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetExtensionStatus() *ExtensionStatus {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ExtensionStatus); ok {
+			return x.ExtensionStatus
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetChannelHold() *ChannelHold {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ChannelHold); ok {
+			return x.ChannelHold
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetDtmf() *Dtmf {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_Dtmf); ok {
+			return x.Dtmf
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTransfer() *Transfer {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_Transfer); ok {
+			return x.Transfer
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetLocalBridge() *LocalBridge {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_LocalBridge); ok {
+			return x.LocalBridge
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetChannelRenamed() *ChannelRenamed {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ChannelRenamed); ok {
+			return x.ChannelRenamed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBridgeLifecycle() *BridgeLifecycle {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_BridgeLifecycle); ok {
+			return x.BridgeLifecycle
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetChannelVarSet() *ChannelVarSet {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ChannelVarSet); ok {
+			return x.ChannelVarSet
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetStasisApp() *StasisApp {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_StasisApp); ok {
+			return x.StasisApp
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetQueueSummary() *QueueSummary {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_QueueSummary); ok {
+			return x.QueueSummary
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetQueueMember() *QueueMember {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_QueueMember); ok {
+			return x.QueueMember
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetQueueCaller() *QueueCaller {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_QueueCaller); ok {
+			return x.QueueCaller
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetQueueAgent() *QueueAgent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_QueueAgent); ok {
+			return x.QueueAgent
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetQueuesSnapshot() *QueuesSnapshot {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_QueuesSnapshot); ok {
+			return x.QueuesSnapshot
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetReconciliation() *Reconciliation {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_Reconciliation); ok {
+			return x.Reconciliation
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAriEvent() *AriEvent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_AriEvent); ok {
+			return x.AriEvent
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAudit() *Audit {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_Audit); ok {
+			return x.Audit
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetLogLine() *LogLine {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_LogLine); ok {
@@ -582,6 +971,78 @@ type Event_ChannelsSnapshot struct {
 	ChannelsSnapshot *ChannelsSnapshot `protobuf:"bytes,38,opt,name=channels_snapshot,json=channelsSnapshot,proto3,oneof"`
 }
 
+type Event_PeerStatus struct {
+	PeerStatus *PeerStatus `protobuf:"bytes,25,opt,name=peer_status,json=peerStatus,proto3,oneof"`
+}
+
+type Event_ExtensionStatus struct {
+	ExtensionStatus *ExtensionStatus `protobuf:"bytes,26,opt,name=extension_status,json=extensionStatus,proto3,oneof"`
+}
+
+type Event_ChannelHold struct {
+	ChannelHold *ChannelHold `protobuf:"bytes,39,opt,name=channel_hold,json=channelHold,proto3,oneof"`
+}
+
+type Event_Dtmf struct {
+	Dtmf *Dtmf `protobuf:"bytes,40,opt,name=dtmf,proto3,oneof"`
+}
+
+type Event_Transfer struct {
+	Transfer *Transfer `protobuf:"bytes,41,opt,name=transfer,proto3,oneof"`
+}
+
+type Event_LocalBridge struct {
+	LocalBridge *LocalBridge `protobuf:"bytes,42,opt,name=local_bridge,json=localBridge,proto3,oneof"`
+}
+
+type Event_ChannelRenamed struct {
+	ChannelRenamed *ChannelRenamed `protobuf:"bytes,43,opt,name=channel_renamed,json=channelRenamed,proto3,oneof"`
+}
+
+type Event_BridgeLifecycle struct {
+	BridgeLifecycle *BridgeLifecycle `protobuf:"bytes,44,opt,name=bridge_lifecycle,json=bridgeLifecycle,proto3,oneof"`
+}
+
+type Event_ChannelVarSet struct {
+	ChannelVarSet *ChannelVarSet `protobuf:"bytes,45,opt,name=channel_var_set,json=channelVarSet,proto3,oneof"`
+}
+
+type Event_StasisApp struct {
+	StasisApp *StasisApp `protobuf:"bytes,46,opt,name=stasis_app,json=stasisApp,proto3,oneof"`
+}
+
+type Event_QueueSummary struct {
+	QueueSummary *QueueSummary `protobuf:"bytes,60,opt,name=queue_summary,json=queueSummary,proto3,oneof"`
+}
+
+type Event_QueueMember struct {
+	QueueMember *QueueMember `protobuf:"bytes,61,opt,name=queue_member,json=queueMember,proto3,oneof"`
+}
+
+type Event_QueueCaller struct {
+	QueueCaller *QueueCaller `protobuf:"bytes,62,opt,name=queue_caller,json=queueCaller,proto3,oneof"`
+}
+
+type Event_QueueAgent struct {
+	QueueAgent *QueueAgent `protobuf:"bytes,63,opt,name=queue_agent,json=queueAgent,proto3,oneof"`
+}
+
+type Event_QueuesSnapshot struct {
+	QueuesSnapshot *QueuesSnapshot `protobuf:"bytes,64,opt,name=queues_snapshot,json=queuesSnapshot,proto3,oneof"`
+}
+
+type Event_Reconciliation struct {
+	Reconciliation *Reconciliation `protobuf:"bytes,70,opt,name=reconciliation,proto3,oneof"`
+}
+
+type Event_AriEvent struct {
+	AriEvent *AriEvent `protobuf:"bytes,71,opt,name=ari_event,json=ariEvent,proto3,oneof"`
+}
+
+type Event_Audit struct {
+	Audit *Audit `protobuf:"bytes,72,opt,name=audit,proto3,oneof"`
+}
+
 type Event_LogLine struct {
 	LogLine *LogLine `protobuf:"bytes,50,opt,name=log_line,json=logLine,proto3,oneof"`
 }
@@ -613,6 +1074,42 @@ func (*Event_BridgeLeave) isEvent_Payload() {}
 func (*Event_CallerIdChanged) isEvent_Payload() {}
 
 func (*Event_ChannelsSnapshot) isEvent_Payload() {}
+
+func (*Event_PeerStatus) isEvent_Payload() {}
+
+func (*Event_ExtensionStatus) isEvent_Payload() {}
+
+func (*Event_ChannelHold) isEvent_Payload() {}
+
+func (*Event_Dtmf) isEvent_Payload() {}
+
+func (*Event_Transfer) isEvent_Payload() {}
+
+func (*Event_LocalBridge) isEvent_Payload() {}
+
+func (*Event_ChannelRenamed) isEvent_Payload() {}
+
+func (*Event_BridgeLifecycle) isEvent_Payload() {}
+
+func (*Event_ChannelVarSet) isEvent_Payload() {}
+
+func (*Event_StasisApp) isEvent_Payload() {}
+
+func (*Event_QueueSummary) isEvent_Payload() {}
+
+func (*Event_QueueMember) isEvent_Payload() {}
+
+func (*Event_QueueCaller) isEvent_Payload() {}
+
+func (*Event_QueueAgent) isEvent_Payload() {}
+
+func (*Event_QueuesSnapshot) isEvent_Payload() {}
+
+func (*Event_Reconciliation) isEvent_Payload() {}
+
+func (*Event_AriEvent) isEvent_Payload() {}
+
+func (*Event_Audit) isEvent_Payload() {}
 
 func (*Event_LogLine) isEvent_Payload() {}
 
@@ -783,8 +1280,14 @@ type EndpointState struct {
 	ContactUris     []string `protobuf:"bytes,7,rep,name=contact_uris,json=contactUris,proto3" json:"contact_uris,omitempty"`
 	HasOutboundAuth bool     `protobuf:"varint,8,opt,name=has_outbound_auth,json=hasOutboundAuth,proto3" json:"has_outbound_auth,omitempty"`
 	Transport       string   `protobuf:"bytes,9,opt,name=transport,proto3" json:"transport,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// chan_sip / IAX2 peers: reachability as listed, e.g. "OK (1 ms)", "UNKNOWN", "Unmonitored".
+	Status string `protobuf:"bytes,10,opt,name=status,proto3" json:"status,omitempty"`
+	// chan_sip / IAX2 peers: "ip:port" of the peer, empty when unregistered.
+	Address string `protobuf:"bytes,11,opt,name=address,proto3" json:"address,omitempty"`
+	// chan_sip peer description (a "trunk" description classifies it as a trunk).
+	Description   string `protobuf:"bytes,12,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EndpointState) Reset() {
@@ -876,6 +1379,27 @@ func (x *EndpointState) GetHasOutboundAuth() bool {
 func (x *EndpointState) GetTransport() string {
 	if x != nil {
 		return x.Transport
+	}
+	return ""
+}
+
+func (x *EndpointState) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *EndpointState) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *EndpointState) GetDescription() string {
+	if x != nil {
+		return x.Description
 	}
 	return ""
 }
@@ -1886,12 +2410,1621 @@ func (x *LogLine) GetVerboseLevel() uint32 {
 	return 0
 }
 
+// PeerStatus is a PeerStatus event (chan_sip, IAX2 and PJSIP all send one):
+// the peer registered, unregistered, became reachable, lagged or unreachable.
+type PeerStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Endpoint name without technology, e.g. "1001".
+	Name       string     `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Technology Technology `protobuf:"varint,2,opt,name=technology,proto3,enum=pbxpulse.v1.Technology" json:"technology,omitempty"`
+	// Asterisk's text: "Registered", "Unregistered", "Reachable", "Unreachable", "Lagged", "Rejected".
+	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	// "ip:port" of the peer, when the event carries it.
+	Address string `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	// Round-trip time in milliseconds, when the event carries it.
+	RoundtripMs   int64  `protobuf:"varint,5,opt,name=roundtrip_ms,json=roundtripMs,proto3" json:"roundtrip_ms,omitempty"`
+	Cause         string `protobuf:"bytes,6,opt,name=cause,proto3" json:"cause,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerStatus) Reset() {
+	*x = PeerStatus{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerStatus) ProtoMessage() {}
+
+func (x *PeerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
+func (*PeerStatus) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PeerStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PeerStatus) GetTechnology() Technology {
+	if x != nil {
+		return x.Technology
+	}
+	return Technology_TECHNOLOGY_UNSPECIFIED
+}
+
+func (x *PeerStatus) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *PeerStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *PeerStatus) GetRoundtripMs() int64 {
+	if x != nil {
+		return x.RoundtripMs
+	}
+	return 0
+}
+
+func (x *PeerStatus) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+// ExtensionStatus is a dialplan hint's state (ExtensionStatus event or ExtensionStateList item).
+type ExtensionStatus struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Exten   string                 `protobuf:"bytes,1,opt,name=exten,proto3" json:"exten,omitempty"`
+	Context string                 `protobuf:"bytes,2,opt,name=context,proto3" json:"context,omitempty"`
+	Hint    string                 `protobuf:"bytes,3,opt,name=hint,proto3" json:"hint,omitempty"`
+	// Numeric extension state (0 idle, 1 in use, 2 busy, 4 unavailable, 8 ringing, 16 on hold, ...).
+	Status int32 `protobuf:"varint,4,opt,name=status,proto3" json:"status,omitempty"`
+	// Asterisk's text, e.g. "Idle", "InUse", "Ringing", "Unavailable".
+	StatusText    string `protobuf:"bytes,5,opt,name=status_text,json=statusText,proto3" json:"status_text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtensionStatus) Reset() {
+	*x = ExtensionStatus{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtensionStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtensionStatus) ProtoMessage() {}
+
+func (x *ExtensionStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtensionStatus.ProtoReflect.Descriptor instead.
+func (*ExtensionStatus) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ExtensionStatus) GetExten() string {
+	if x != nil {
+		return x.Exten
+	}
+	return ""
+}
+
+func (x *ExtensionStatus) GetContext() string {
+	if x != nil {
+		return x.Context
+	}
+	return ""
+}
+
+func (x *ExtensionStatus) GetHint() string {
+	if x != nil {
+		return x.Hint
+	}
+	return ""
+}
+
+func (x *ExtensionStatus) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *ExtensionStatus) GetStatusText() string {
+	if x != nil {
+		return x.StatusText
+	}
+	return ""
+}
+
+// ChannelHold is a channel put on hold (held = true) or taken off hold.
+type ChannelHold struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       *Channel               `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Held          bool                   `protobuf:"varint,2,opt,name=held,proto3" json:"held,omitempty"`
+	MusicClass    string                 `protobuf:"bytes,3,opt,name=music_class,json=musicClass,proto3" json:"music_class,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelHold) Reset() {
+	*x = ChannelHold{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelHold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelHold) ProtoMessage() {}
+
+func (x *ChannelHold) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelHold.ProtoReflect.Descriptor instead.
+func (*ChannelHold) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ChannelHold) GetChannel() *Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return nil
+}
+
+func (x *ChannelHold) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+func (x *ChannelHold) GetMusicClass() string {
+	if x != nil {
+		return x.MusicClass
+	}
+	return ""
+}
+
+// Dtmf is one DTMF digit that ended on a channel (AMI DTMFEnd, ARI ChannelDtmfReceived).
+type Dtmf struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Channel    *Channel               `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Digit      string                 `protobuf:"bytes,2,opt,name=digit,proto3" json:"digit,omitempty"`
+	DurationMs uint32                 `protobuf:"varint,3,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// "Received" or "Sent" (AMI); ARI reports received digits only.
+	Direction     string `protobuf:"bytes,4,opt,name=direction,proto3" json:"direction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Dtmf) Reset() {
+	*x = Dtmf{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Dtmf) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Dtmf) ProtoMessage() {}
+
+func (x *Dtmf) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Dtmf.ProtoReflect.Descriptor instead.
+func (*Dtmf) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Dtmf) GetChannel() *Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return nil
+}
+
+func (x *Dtmf) GetDigit() string {
+	if x != nil {
+		return x.Digit
+	}
+	return ""
+}
+
+func (x *Dtmf) GetDurationMs() uint32 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *Dtmf) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+// Transfer is a blind or attended transfer. The call keeps its Linkedid.
+type Transfer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  Transfer_Kind          `protobuf:"varint,1,opt,name=kind,proto3,enum=pbxpulse.v1.Transfer_Kind" json:"kind,omitempty"`
+	// Asterisk's result: "Success", "Fail", "Invalid", "Not Permitted".
+	Result string `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	// The party that asked for the transfer.
+	Transferer *Channel `protobuf:"bytes,3,opt,name=transferer,proto3" json:"transferer,omitempty"`
+	// The party being transferred (blind: the transferer's bridge peer, when known).
+	Transferee *Channel `protobuf:"bytes,4,opt,name=transferee,proto3" json:"transferee,omitempty"`
+	// Attended: the transferer's second channel (the consultation call).
+	SecondTransferer *Channel `protobuf:"bytes,5,opt,name=second_transferer,json=secondTransferer,proto3" json:"second_transferer,omitempty"`
+	// Attended: the channel the transferee is connected to.
+	Target *Channel `protobuf:"bytes,6,opt,name=target,proto3" json:"target,omitempty"`
+	// Blind: where the transferee was sent.
+	Context    string `protobuf:"bytes,7,opt,name=context,proto3" json:"context,omitempty"`
+	Extension  string `protobuf:"bytes,8,opt,name=extension,proto3" json:"extension,omitempty"`
+	IsExternal bool   `protobuf:"varint,9,opt,name=is_external,json=isExternal,proto3" json:"is_external,omitempty"`
+	// Attended: how it was completed ("Bridge", "App", "Link", "Threeway", "Fail").
+	DestType      string `protobuf:"bytes,10,opt,name=dest_type,json=destType,proto3" json:"dest_type,omitempty"`
+	DestBridgeId  string `protobuf:"bytes,11,opt,name=dest_bridge_id,json=destBridgeId,proto3" json:"dest_bridge_id,omitempty"`
+	DestApp       string `protobuf:"bytes,12,opt,name=dest_app,json=destApp,proto3" json:"dest_app,omitempty"`
+	BridgeId      string `protobuf:"bytes,13,opt,name=bridge_id,json=bridgeId,proto3" json:"bridge_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Transfer) Reset() {
+	*x = Transfer{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Transfer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Transfer) ProtoMessage() {}
+
+func (x *Transfer) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
+func (*Transfer) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Transfer) GetKind() Transfer_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Transfer_KIND_UNSPECIFIED
+}
+
+func (x *Transfer) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *Transfer) GetTransferer() *Channel {
+	if x != nil {
+		return x.Transferer
+	}
+	return nil
+}
+
+func (x *Transfer) GetTransferee() *Channel {
+	if x != nil {
+		return x.Transferee
+	}
+	return nil
+}
+
+func (x *Transfer) GetSecondTransferer() *Channel {
+	if x != nil {
+		return x.SecondTransferer
+	}
+	return nil
+}
+
+func (x *Transfer) GetTarget() *Channel {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *Transfer) GetContext() string {
+	if x != nil {
+		return x.Context
+	}
+	return ""
+}
+
+func (x *Transfer) GetExtension() string {
+	if x != nil {
+		return x.Extension
+	}
+	return ""
+}
+
+func (x *Transfer) GetIsExternal() bool {
+	if x != nil {
+		return x.IsExternal
+	}
+	return false
+}
+
+func (x *Transfer) GetDestType() string {
+	if x != nil {
+		return x.DestType
+	}
+	return ""
+}
+
+func (x *Transfer) GetDestBridgeId() string {
+	if x != nil {
+		return x.DestBridgeId
+	}
+	return ""
+}
+
+func (x *Transfer) GetDestApp() string {
+	if x != nil {
+		return x.DestApp
+	}
+	return ""
+}
+
+func (x *Transfer) GetBridgeId() string {
+	if x != nil {
+		return x.BridgeId
+	}
+	return ""
+}
+
+// LocalBridge is the two halves of a Local channel being linked.
+type LocalBridge struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LocalOne      *Channel               `protobuf:"bytes,1,opt,name=local_one,json=localOne,proto3" json:"local_one,omitempty"`
+	LocalTwo      *Channel               `protobuf:"bytes,2,opt,name=local_two,json=localTwo,proto3" json:"local_two,omitempty"`
+	Context       string                 `protobuf:"bytes,3,opt,name=context,proto3" json:"context,omitempty"`
+	Exten         string                 `protobuf:"bytes,4,opt,name=exten,proto3" json:"exten,omitempty"`
+	Optimization  bool                   `protobuf:"varint,5,opt,name=optimization,proto3" json:"optimization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalBridge) Reset() {
+	*x = LocalBridge{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalBridge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalBridge) ProtoMessage() {}
+
+func (x *LocalBridge) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalBridge.ProtoReflect.Descriptor instead.
+func (*LocalBridge) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *LocalBridge) GetLocalOne() *Channel {
+	if x != nil {
+		return x.LocalOne
+	}
+	return nil
+}
+
+func (x *LocalBridge) GetLocalTwo() *Channel {
+	if x != nil {
+		return x.LocalTwo
+	}
+	return nil
+}
+
+func (x *LocalBridge) GetContext() string {
+	if x != nil {
+		return x.Context
+	}
+	return ""
+}
+
+func (x *LocalBridge) GetExten() string {
+	if x != nil {
+		return x.Exten
+	}
+	return ""
+}
+
+func (x *LocalBridge) GetOptimization() bool {
+	if x != nil {
+		return x.Optimization
+	}
+	return false
+}
+
+// ChannelRenamed is a channel whose name changed (masquerade); its Uniqueid stays.
+type ChannelRenamed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       *Channel               `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	NewName       string                 `protobuf:"bytes,2,opt,name=new_name,json=newName,proto3" json:"new_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelRenamed) Reset() {
+	*x = ChannelRenamed{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelRenamed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelRenamed) ProtoMessage() {}
+
+func (x *ChannelRenamed) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelRenamed.ProtoReflect.Descriptor instead.
+func (*ChannelRenamed) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ChannelRenamed) GetChannel() *Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return nil
+}
+
+func (x *ChannelRenamed) GetNewName() string {
+	if x != nil {
+		return x.NewName
+	}
+	return ""
+}
+
+// BridgeLifecycle is a bridge being created or destroyed.
+type BridgeLifecycle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Action        BridgeLifecycle_Action `protobuf:"varint,1,opt,name=action,proto3,enum=pbxpulse.v1.BridgeLifecycle_Action" json:"action,omitempty"`
+	BridgeId      string                 `protobuf:"bytes,2,opt,name=bridge_id,json=bridgeId,proto3" json:"bridge_id,omitempty"`
+	BridgeType    string                 `protobuf:"bytes,3,opt,name=bridge_type,json=bridgeType,proto3" json:"bridge_type,omitempty"`
+	Technology    string                 `protobuf:"bytes,4,opt,name=technology,proto3" json:"technology,omitempty"`
+	Creator       string                 `protobuf:"bytes,5,opt,name=creator,proto3" json:"creator,omitempty"`
+	Name          string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	NumChannels   uint32                 `protobuf:"varint,7,opt,name=num_channels,json=numChannels,proto3" json:"num_channels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BridgeLifecycle) Reset() {
+	*x = BridgeLifecycle{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BridgeLifecycle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BridgeLifecycle) ProtoMessage() {}
+
+func (x *BridgeLifecycle) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BridgeLifecycle.ProtoReflect.Descriptor instead.
+func (*BridgeLifecycle) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *BridgeLifecycle) GetAction() BridgeLifecycle_Action {
+	if x != nil {
+		return x.Action
+	}
+	return BridgeLifecycle_ACTION_UNSPECIFIED
+}
+
+func (x *BridgeLifecycle) GetBridgeId() string {
+	if x != nil {
+		return x.BridgeId
+	}
+	return ""
+}
+
+func (x *BridgeLifecycle) GetBridgeType() string {
+	if x != nil {
+		return x.BridgeType
+	}
+	return ""
+}
+
+func (x *BridgeLifecycle) GetTechnology() string {
+	if x != nil {
+		return x.Technology
+	}
+	return ""
+}
+
+func (x *BridgeLifecycle) GetCreator() string {
+	if x != nil {
+		return x.Creator
+	}
+	return ""
+}
+
+func (x *BridgeLifecycle) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BridgeLifecycle) GetNumChannels() uint32 {
+	if x != nil {
+		return x.NumChannels
+	}
+	return 0
+}
+
+// ChannelVarSet is a channel variable being set (AMI VarSet, ARI ChannelVarset).
+type ChannelVarSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       *Channel               `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	Variable      string                 `protobuf:"bytes,2,opt,name=variable,proto3" json:"variable,omitempty"`
+	Value         string                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelVarSet) Reset() {
+	*x = ChannelVarSet{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelVarSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelVarSet) ProtoMessage() {}
+
+func (x *ChannelVarSet) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelVarSet.ProtoReflect.Descriptor instead.
+func (*ChannelVarSet) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ChannelVarSet) GetChannel() *Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return nil
+}
+
+func (x *ChannelVarSet) GetVariable() string {
+	if x != nil {
+		return x.Variable
+	}
+	return ""
+}
+
+func (x *ChannelVarSet) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// StasisApp is a channel entering (started = true) or leaving a Stasis application.
+type StasisApp struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Started     bool                   `protobuf:"varint,1,opt,name=started,proto3" json:"started,omitempty"`
+	Application string                 `protobuf:"bytes,2,opt,name=application,proto3" json:"application,omitempty"`
+	Args        []string               `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	Channel     *Channel               `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
+	// The bridge a replacing channel came from (ARI "replace_channel"), when any.
+	ReplacedChannel string `protobuf:"bytes,5,opt,name=replaced_channel,json=replacedChannel,proto3" json:"replaced_channel,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *StasisApp) Reset() {
+	*x = StasisApp{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StasisApp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StasisApp) ProtoMessage() {}
+
+func (x *StasisApp) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StasisApp.ProtoReflect.Descriptor instead.
+func (*StasisApp) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *StasisApp) GetStarted() bool {
+	if x != nil {
+		return x.Started
+	}
+	return false
+}
+
+func (x *StasisApp) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *StasisApp) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *StasisApp) GetChannel() *Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return nil
+}
+
+func (x *StasisApp) GetReplacedChannel() string {
+	if x != nil {
+		return x.ReplacedChannel
+	}
+	return ""
+}
+
+// QueueSummary is a queue's parameters and today's counters (QueueParams).
+type QueueSummary struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Queue    string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Strategy string                 `protobuf:"bytes,2,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	Max      uint32                 `protobuf:"varint,3,opt,name=max,proto3" json:"max,omitempty"`
+	// Callers waiting now.
+	Calls uint32 `protobuf:"varint,4,opt,name=calls,proto3" json:"calls,omitempty"`
+	// Average hold and talk time, seconds.
+	HoldTime  uint32 `protobuf:"varint,5,opt,name=hold_time,json=holdTime,proto3" json:"hold_time,omitempty"`
+	TalkTime  uint32 `protobuf:"varint,6,opt,name=talk_time,json=talkTime,proto3" json:"talk_time,omitempty"`
+	Completed uint32 `protobuf:"varint,7,opt,name=completed,proto3" json:"completed,omitempty"`
+	Abandoned uint32 `protobuf:"varint,8,opt,name=abandoned,proto3" json:"abandoned,omitempty"`
+	// Service level threshold in seconds, and the percentage answered within it.
+	ServiceLevel      uint32  `protobuf:"varint,9,opt,name=service_level,json=serviceLevel,proto3" json:"service_level,omitempty"`
+	ServiceLevelPerf  float64 `protobuf:"fixed64,10,opt,name=service_level_perf,json=serviceLevelPerf,proto3" json:"service_level_perf,omitempty"`
+	ServiceLevelPerf2 float64 `protobuf:"fixed64,11,opt,name=service_level_perf2,json=serviceLevelPerf2,proto3" json:"service_level_perf2,omitempty"`
+	Weight            int32   `protobuf:"varint,12,opt,name=weight,proto3" json:"weight,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *QueueSummary) Reset() {
+	*x = QueueSummary{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueSummary) ProtoMessage() {}
+
+func (x *QueueSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueSummary.ProtoReflect.Descriptor instead.
+func (*QueueSummary) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *QueueSummary) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueSummary) GetStrategy() string {
+	if x != nil {
+		return x.Strategy
+	}
+	return ""
+}
+
+func (x *QueueSummary) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetCalls() uint32 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetHoldTime() uint32 {
+	if x != nil {
+		return x.HoldTime
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetTalkTime() uint32 {
+	if x != nil {
+		return x.TalkTime
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetCompleted() uint32 {
+	if x != nil {
+		return x.Completed
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetAbandoned() uint32 {
+	if x != nil {
+		return x.Abandoned
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetServiceLevel() uint32 {
+	if x != nil {
+		return x.ServiceLevel
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetServiceLevelPerf() float64 {
+	if x != nil {
+		return x.ServiceLevelPerf
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetServiceLevelPerf2() float64 {
+	if x != nil {
+		return x.ServiceLevelPerf2
+	}
+	return 0
+}
+
+func (x *QueueSummary) GetWeight() int32 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+// QueueMember is one member's state in one queue (QueueMemberStatus,
+// QueueMemberPause, QueueMemberAdded, QueueMember list items).
+type QueueMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Interface that is rung, e.g. "PJSIP/1004".
+	Interface      string `protobuf:"bytes,3,opt,name=interface,proto3" json:"interface,omitempty"`
+	StateInterface string `protobuf:"bytes,4,opt,name=state_interface,json=stateInterface,proto3" json:"state_interface,omitempty"`
+	// "static", "dynamic" or "realtime".
+	Membership string `protobuf:"bytes,5,opt,name=membership,proto3" json:"membership,omitempty"`
+	Penalty    int32  `protobuf:"varint,6,opt,name=penalty,proto3" json:"penalty,omitempty"`
+	CallsTaken uint32 `protobuf:"varint,7,opt,name=calls_taken,json=callsTaken,proto3" json:"calls_taken,omitempty"`
+	LastCall   int64  `protobuf:"varint,8,opt,name=last_call,json=lastCall,proto3" json:"last_call,omitempty"`
+	LastPause  int64  `protobuf:"varint,9,opt,name=last_pause,json=lastPause,proto3" json:"last_pause,omitempty"`
+	LoginTime  int64  `protobuf:"varint,10,opt,name=login_time,json=loginTime,proto3" json:"login_time,omitempty"`
+	InCall     bool   `protobuf:"varint,11,opt,name=in_call,json=inCall,proto3" json:"in_call,omitempty"`
+	// Device state number (1 not in use, 2 in use, 5 unavailable, 6 ringing, ...).
+	Status       int32  `protobuf:"varint,12,opt,name=status,proto3" json:"status,omitempty"`
+	Paused       bool   `protobuf:"varint,13,opt,name=paused,proto3" json:"paused,omitempty"`
+	PausedReason string `protobuf:"bytes,14,opt,name=paused_reason,json=pausedReason,proto3" json:"paused_reason,omitempty"`
+	WrapupTime   uint32 `protobuf:"varint,15,opt,name=wrapup_time,json=wrapupTime,proto3" json:"wrapup_time,omitempty"`
+	// True when the member left the queue (QueueMemberRemoved).
+	Removed       bool `protobuf:"varint,16,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueMember) Reset() {
+	*x = QueueMember{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueMember) ProtoMessage() {}
+
+func (x *QueueMember) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueMember.ProtoReflect.Descriptor instead.
+func (*QueueMember) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *QueueMember) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueMember) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *QueueMember) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *QueueMember) GetStateInterface() string {
+	if x != nil {
+		return x.StateInterface
+	}
+	return ""
+}
+
+func (x *QueueMember) GetMembership() string {
+	if x != nil {
+		return x.Membership
+	}
+	return ""
+}
+
+func (x *QueueMember) GetPenalty() int32 {
+	if x != nil {
+		return x.Penalty
+	}
+	return 0
+}
+
+func (x *QueueMember) GetCallsTaken() uint32 {
+	if x != nil {
+		return x.CallsTaken
+	}
+	return 0
+}
+
+func (x *QueueMember) GetLastCall() int64 {
+	if x != nil {
+		return x.LastCall
+	}
+	return 0
+}
+
+func (x *QueueMember) GetLastPause() int64 {
+	if x != nil {
+		return x.LastPause
+	}
+	return 0
+}
+
+func (x *QueueMember) GetLoginTime() int64 {
+	if x != nil {
+		return x.LoginTime
+	}
+	return 0
+}
+
+func (x *QueueMember) GetInCall() bool {
+	if x != nil {
+		return x.InCall
+	}
+	return false
+}
+
+func (x *QueueMember) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *QueueMember) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *QueueMember) GetPausedReason() string {
+	if x != nil {
+		return x.PausedReason
+	}
+	return ""
+}
+
+func (x *QueueMember) GetWrapupTime() uint32 {
+	if x != nil {
+		return x.WrapupTime
+	}
+	return 0
+}
+
+func (x *QueueMember) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
+// QueueCaller is a caller joining, leaving or abandoning a queue, or listed in it.
+type QueueCaller struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Action   QueueCaller_Action     `protobuf:"varint,1,opt,name=action,proto3,enum=pbxpulse.v1.QueueCaller_Action" json:"action,omitempty"`
+	Queue    string                 `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
+	Channel  *Channel               `protobuf:"bytes,3,opt,name=channel,proto3" json:"channel,omitempty"`
+	Position uint32                 `protobuf:"varint,4,opt,name=position,proto3" json:"position,omitempty"`
+	// Callers in the queue after the event.
+	Count            uint32 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	OriginalPosition uint32 `protobuf:"varint,6,opt,name=original_position,json=originalPosition,proto3" json:"original_position,omitempty"`
+	// Seconds waited (abandon) or waiting so far (listed).
+	HoldTime      uint32 `protobuf:"varint,7,opt,name=hold_time,json=holdTime,proto3" json:"hold_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueCaller) Reset() {
+	*x = QueueCaller{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueCaller) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueCaller) ProtoMessage() {}
+
+func (x *QueueCaller) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueCaller.ProtoReflect.Descriptor instead.
+func (*QueueCaller) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *QueueCaller) GetAction() QueueCaller_Action {
+	if x != nil {
+		return x.Action
+	}
+	return QueueCaller_ACTION_UNSPECIFIED
+}
+
+func (x *QueueCaller) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueCaller) GetChannel() *Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return nil
+}
+
+func (x *QueueCaller) GetPosition() uint32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *QueueCaller) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *QueueCaller) GetOriginalPosition() uint32 {
+	if x != nil {
+		return x.OriginalPosition
+	}
+	return 0
+}
+
+func (x *QueueCaller) GetHoldTime() uint32 {
+	if x != nil {
+		return x.HoldTime
+	}
+	return 0
+}
+
+// QueueAgent is a queue member being rung for, answering or finishing a queue call.
+type QueueAgent struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Action     QueueAgent_Action      `protobuf:"varint,1,opt,name=action,proto3,enum=pbxpulse.v1.QueueAgent_Action" json:"action,omitempty"`
+	Queue      string                 `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
+	MemberName string                 `protobuf:"bytes,3,opt,name=member_name,json=memberName,proto3" json:"member_name,omitempty"`
+	Interface  string                 `protobuf:"bytes,4,opt,name=interface,proto3" json:"interface,omitempty"`
+	// The queue caller.
+	Caller *Channel `protobuf:"bytes,5,opt,name=caller,proto3" json:"caller,omitempty"`
+	// The member's channel.
+	Agent    *Channel `protobuf:"bytes,6,opt,name=agent,proto3" json:"agent,omitempty"`
+	HoldTime uint32   `protobuf:"varint,7,opt,name=hold_time,json=holdTime,proto3" json:"hold_time,omitempty"`
+	RingTime uint32   `protobuf:"varint,8,opt,name=ring_time,json=ringTime,proto3" json:"ring_time,omitempty"`
+	TalkTime uint32   `protobuf:"varint,9,opt,name=talk_time,json=talkTime,proto3" json:"talk_time,omitempty"`
+	// Complete: "caller", "agent" or "transfer" (who ended it).
+	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueAgent) Reset() {
+	*x = QueueAgent{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueAgent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueAgent) ProtoMessage() {}
+
+func (x *QueueAgent) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueAgent.ProtoReflect.Descriptor instead.
+func (*QueueAgent) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *QueueAgent) GetAction() QueueAgent_Action {
+	if x != nil {
+		return x.Action
+	}
+	return QueueAgent_ACTION_UNSPECIFIED
+}
+
+func (x *QueueAgent) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueAgent) GetMemberName() string {
+	if x != nil {
+		return x.MemberName
+	}
+	return ""
+}
+
+func (x *QueueAgent) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *QueueAgent) GetCaller() *Channel {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *QueueAgent) GetAgent() *Channel {
+	if x != nil {
+		return x.Agent
+	}
+	return nil
+}
+
+func (x *QueueAgent) GetHoldTime() uint32 {
+	if x != nil {
+		return x.HoldTime
+	}
+	return 0
+}
+
+func (x *QueueAgent) GetRingTime() uint32 {
+	if x != nil {
+		return x.RingTime
+	}
+	return 0
+}
+
+func (x *QueueAgent) GetTalkTime() uint32 {
+	if x != nil {
+		return x.TalkTime
+	}
+	return 0
+}
+
+func (x *QueueAgent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// QueuesSnapshot is every queue, member and waiting caller as QueueStatus
+// listed them at one moment; it replaces a consumer's queue state of this PBX.
+type QueuesSnapshot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queues        []*QueueSummary        `protobuf:"bytes,1,rep,name=queues,proto3" json:"queues,omitempty"`
+	Members       []*QueueMember         `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	Callers       []*QueueCaller         `protobuf:"bytes,3,rep,name=callers,proto3" json:"callers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueuesSnapshot) Reset() {
+	*x = QueuesSnapshot{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueuesSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueuesSnapshot) ProtoMessage() {}
+
+func (x *QueuesSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueuesSnapshot.ProtoReflect.Descriptor instead.
+func (*QueuesSnapshot) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *QueuesSnapshot) GetQueues() []*QueueSummary {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+func (x *QueuesSnapshot) GetMembers() []*QueueMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *QueuesSnapshot) GetCallers() []*QueueCaller {
+	if x != nil {
+		return x.Callers
+	}
+	return nil
+}
+
+// Reconciliation reports one periodic comparison of the collector's picture
+// with the PBX's lists; corrections were published as ordinary events before it.
+type Reconciliation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Objects that differed, per list.
+	ChannelsDrift      uint32 `protobuf:"varint,1,opt,name=channels_drift,json=channelsDrift,proto3" json:"channels_drift,omitempty"`
+	ContactsDrift      uint32 `protobuf:"varint,2,opt,name=contacts_drift,json=contactsDrift,proto3" json:"contacts_drift,omitempty"`
+	RegistrationsDrift uint32 `protobuf:"varint,3,opt,name=registrations_drift,json=registrationsDrift,proto3" json:"registrations_drift,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *Reconciliation) Reset() {
+	*x = Reconciliation{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reconciliation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reconciliation) ProtoMessage() {}
+
+func (x *Reconciliation) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reconciliation.ProtoReflect.Descriptor instead.
+func (*Reconciliation) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Reconciliation) GetChannelsDrift() uint32 {
+	if x != nil {
+		return x.ChannelsDrift
+	}
+	return 0
+}
+
+func (x *Reconciliation) GetContactsDrift() uint32 {
+	if x != nil {
+		return x.ContactsDrift
+	}
+	return 0
+}
+
+func (x *Reconciliation) GetRegistrationsDrift() uint32 {
+	if x != nil {
+		return x.RegistrationsDrift
+	}
+	return 0
+}
+
+// AriEvent is an ARI event pbxpulse has no typed payload for, kept as the
+// PBX sent it so that nothing is lost (e.g. PlaybackStarted, newer event types).
+type AriEvent struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Type        string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Application string                 `protobuf:"bytes,2,opt,name=application,proto3" json:"application,omitempty"`
+	// The event's JSON, exactly as received.
+	Json          []byte `protobuf:"bytes,3,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AriEvent) Reset() {
+	*x = AriEvent{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AriEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AriEvent) ProtoMessage() {}
+
+func (x *AriEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AriEvent.ProtoReflect.Descriptor instead.
+func (*AriEvent) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *AriEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *AriEvent) GetApplication() string {
+	if x != nil {
+		return x.Application
+	}
+	return ""
+}
+
+func (x *AriEvent) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
+// Audit records an action taken on a PBX through pbxpulse (call control,
+// configuration changes): who, what, and the PBX's answer.
+type Audit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command subject's action token, e.g. "hangup", "config_update".
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// Who asked, as named by the caller of the command API (e.g. a user name from a token).
+	Actor string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	// What it concerned: a channel, an endpoint, a config section.
+	Target string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	Ok     bool   `protobuf:"varint,4,opt,name=ok,proto3" json:"ok,omitempty"`
+	// The PBX's answer or the error.
+	Detail string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The command's request id, when the caller gave one.
+	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Audit) Reset() {
+	*x = Audit{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Audit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Audit) ProtoMessage() {}
+
+func (x *Audit) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Audit.ProtoReflect.Descriptor instead.
+func (*Audit) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *Audit) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Audit) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Audit) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Audit) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *Audit) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Audit) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 var File_pbxpulse_v1_events_proto protoreflect.FileDescriptor
 
 const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x18pbxpulse/v1/events.proto\x12\vpbxpulse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\n" +
-	"\n" +
+	"\x18pbxpulse/v1/events.proto\x12\vpbxpulse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x13\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x15\n" +
@@ -1918,7 +4051,28 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\fbridge_enter\x18# \x01(\v2\x18.pbxpulse.v1.BridgeEnterH\x00R\vbridgeEnter\x12=\n" +
 	"\fbridge_leave\x18$ \x01(\v2\x18.pbxpulse.v1.BridgeLeaveH\x00R\vbridgeLeave\x12J\n" +
 	"\x11caller_id_changed\x18% \x01(\v2\x1c.pbxpulse.v1.CallerIdChangedH\x00R\x0fcallerIdChanged\x12L\n" +
-	"\x11channels_snapshot\x18& \x01(\v2\x1d.pbxpulse.v1.ChannelsSnapshotH\x00R\x10channelsSnapshot\x121\n" +
+	"\x11channels_snapshot\x18& \x01(\v2\x1d.pbxpulse.v1.ChannelsSnapshotH\x00R\x10channelsSnapshot\x12:\n" +
+	"\vpeer_status\x18\x19 \x01(\v2\x17.pbxpulse.v1.PeerStatusH\x00R\n" +
+	"peerStatus\x12I\n" +
+	"\x10extension_status\x18\x1a \x01(\v2\x1c.pbxpulse.v1.ExtensionStatusH\x00R\x0fextensionStatus\x12=\n" +
+	"\fchannel_hold\x18' \x01(\v2\x18.pbxpulse.v1.ChannelHoldH\x00R\vchannelHold\x12'\n" +
+	"\x04dtmf\x18( \x01(\v2\x11.pbxpulse.v1.DtmfH\x00R\x04dtmf\x123\n" +
+	"\btransfer\x18) \x01(\v2\x15.pbxpulse.v1.TransferH\x00R\btransfer\x12=\n" +
+	"\flocal_bridge\x18* \x01(\v2\x18.pbxpulse.v1.LocalBridgeH\x00R\vlocalBridge\x12F\n" +
+	"\x0fchannel_renamed\x18+ \x01(\v2\x1b.pbxpulse.v1.ChannelRenamedH\x00R\x0echannelRenamed\x12I\n" +
+	"\x10bridge_lifecycle\x18, \x01(\v2\x1c.pbxpulse.v1.BridgeLifecycleH\x00R\x0fbridgeLifecycle\x12D\n" +
+	"\x0fchannel_var_set\x18- \x01(\v2\x1a.pbxpulse.v1.ChannelVarSetH\x00R\rchannelVarSet\x127\n" +
+	"\n" +
+	"stasis_app\x18. \x01(\v2\x16.pbxpulse.v1.StasisAppH\x00R\tstasisApp\x12@\n" +
+	"\rqueue_summary\x18< \x01(\v2\x19.pbxpulse.v1.QueueSummaryH\x00R\fqueueSummary\x12=\n" +
+	"\fqueue_member\x18= \x01(\v2\x18.pbxpulse.v1.QueueMemberH\x00R\vqueueMember\x12=\n" +
+	"\fqueue_caller\x18> \x01(\v2\x18.pbxpulse.v1.QueueCallerH\x00R\vqueueCaller\x12:\n" +
+	"\vqueue_agent\x18? \x01(\v2\x17.pbxpulse.v1.QueueAgentH\x00R\n" +
+	"queueAgent\x12F\n" +
+	"\x0fqueues_snapshot\x18@ \x01(\v2\x1b.pbxpulse.v1.QueuesSnapshotH\x00R\x0equeuesSnapshot\x12E\n" +
+	"\x0ereconciliation\x18F \x01(\v2\x1b.pbxpulse.v1.ReconciliationH\x00R\x0ereconciliation\x124\n" +
+	"\tari_event\x18G \x01(\v2\x15.pbxpulse.v1.AriEventH\x00R\bariEvent\x12*\n" +
+	"\x05audit\x18H \x01(\v2\x12.pbxpulse.v1.AuditH\x00R\x05audit\x121\n" +
 	"\blog_line\x182 \x01(\v2\x14.pbxpulse.v1.LogLineH\x00R\alogLineB\t\n" +
 	"\apayload\"\x94\x01\n" +
 	"\aPbxRefs\x12\x1a\n" +
@@ -1936,7 +4090,7 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTATE_CONNECTED\x10\x01\x12\x16\n" +
 	"\x12STATE_DISCONNECTED\x10\x02\x12\x13\n" +
-	"\x0fSTATE_RESYNCING\x10\x03\"\xd8\x02\n" +
+	"\x0fSTATE_RESYNCING\x10\x03\"\xac\x03\n" +
 	"\rEndpointState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\n" +
@@ -1948,7 +4102,11 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\x04aors\x18\x06 \x03(\tR\x04aors\x12!\n" +
 	"\fcontact_uris\x18\a \x03(\tR\vcontactUris\x12*\n" +
 	"\x11has_outbound_auth\x18\b \x01(\bR\x0fhasOutboundAuth\x12\x1c\n" +
-	"\ttransport\x18\t \x01(\tR\ttransport\"\xa0\x02\n" +
+	"\ttransport\x18\t \x01(\tR\ttransport\x12\x16\n" +
+	"\x06status\x18\n" +
+	" \x01(\tR\x06status\x12\x18\n" +
+	"\aaddress\x18\v \x01(\tR\aaddress\x12 \n" +
+	"\vdescription\x18\f \x01(\tR\vdescription\"\xa0\x02\n" +
 	"\rContactStatus\x12\x1a\n" +
 	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x10\n" +
 	"\x03aor\x18\x02 \x01(\tR\x03aor\x12\x10\n" +
@@ -2038,7 +4196,186 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\vsource_line\x18\a \x01(\x05R\n" +
 	"sourceLine\x12\x1a\n" +
 	"\bfunction\x18\b \x01(\tR\bfunction\x12#\n" +
-	"\rverbose_level\x18\t \x01(\rR\fverboseLevel*c\n" +
+	"\rverbose_level\x18\t \x01(\rR\fverboseLevel\"\xc4\x01\n" +
+	"\n" +
+	"PeerStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
+	"\n" +
+	"technology\x18\x02 \x01(\x0e2\x17.pbxpulse.v1.TechnologyR\n" +
+	"technology\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x12!\n" +
+	"\froundtrip_ms\x18\x05 \x01(\x03R\vroundtripMs\x12\x14\n" +
+	"\x05cause\x18\x06 \x01(\tR\x05cause\"\x8e\x01\n" +
+	"\x0fExtensionStatus\x12\x14\n" +
+	"\x05exten\x18\x01 \x01(\tR\x05exten\x12\x18\n" +
+	"\acontext\x18\x02 \x01(\tR\acontext\x12\x12\n" +
+	"\x04hint\x18\x03 \x01(\tR\x04hint\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\x05R\x06status\x12\x1f\n" +
+	"\vstatus_text\x18\x05 \x01(\tR\n" +
+	"statusText\"r\n" +
+	"\vChannelHold\x12.\n" +
+	"\achannel\x18\x01 \x01(\v2\x14.pbxpulse.v1.ChannelR\achannel\x12\x12\n" +
+	"\x04held\x18\x02 \x01(\bR\x04held\x12\x1f\n" +
+	"\vmusic_class\x18\x03 \x01(\tR\n" +
+	"musicClass\"\x8b\x01\n" +
+	"\x04Dtmf\x12.\n" +
+	"\achannel\x18\x01 \x01(\v2\x14.pbxpulse.v1.ChannelR\achannel\x12\x14\n" +
+	"\x05digit\x18\x02 \x01(\tR\x05digit\x12\x1f\n" +
+	"\vduration_ms\x18\x03 \x01(\rR\n" +
+	"durationMs\x12\x1c\n" +
+	"\tdirection\x18\x04 \x01(\tR\tdirection\"\xc4\x04\n" +
+	"\bTransfer\x12.\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1a.pbxpulse.v1.Transfer.KindR\x04kind\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\tR\x06result\x124\n" +
+	"\n" +
+	"transferer\x18\x03 \x01(\v2\x14.pbxpulse.v1.ChannelR\n" +
+	"transferer\x124\n" +
+	"\n" +
+	"transferee\x18\x04 \x01(\v2\x14.pbxpulse.v1.ChannelR\n" +
+	"transferee\x12A\n" +
+	"\x11second_transferer\x18\x05 \x01(\v2\x14.pbxpulse.v1.ChannelR\x10secondTransferer\x12,\n" +
+	"\x06target\x18\x06 \x01(\v2\x14.pbxpulse.v1.ChannelR\x06target\x12\x18\n" +
+	"\acontext\x18\a \x01(\tR\acontext\x12\x1c\n" +
+	"\textension\x18\b \x01(\tR\textension\x12\x1f\n" +
+	"\vis_external\x18\t \x01(\bR\n" +
+	"isExternal\x12\x1b\n" +
+	"\tdest_type\x18\n" +
+	" \x01(\tR\bdestType\x12$\n" +
+	"\x0edest_bridge_id\x18\v \x01(\tR\fdestBridgeId\x12\x19\n" +
+	"\bdest_app\x18\f \x01(\tR\adestApp\x12\x1b\n" +
+	"\tbridge_id\x18\r \x01(\tR\bbridgeId\"?\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n" +
+	"\n" +
+	"KIND_BLIND\x10\x01\x12\x11\n" +
+	"\rKIND_ATTENDED\x10\x02\"\xc7\x01\n" +
+	"\vLocalBridge\x121\n" +
+	"\tlocal_one\x18\x01 \x01(\v2\x14.pbxpulse.v1.ChannelR\blocalOne\x121\n" +
+	"\tlocal_two\x18\x02 \x01(\v2\x14.pbxpulse.v1.ChannelR\blocalTwo\x12\x18\n" +
+	"\acontext\x18\x03 \x01(\tR\acontext\x12\x14\n" +
+	"\x05exten\x18\x04 \x01(\tR\x05exten\x12\"\n" +
+	"\foptimization\x18\x05 \x01(\bR\foptimization\"[\n" +
+	"\x0eChannelRenamed\x12.\n" +
+	"\achannel\x18\x01 \x01(\v2\x14.pbxpulse.v1.ChannelR\achannel\x12\x19\n" +
+	"\bnew_name\x18\x02 \x01(\tR\anewName\"\xc9\x02\n" +
+	"\x0fBridgeLifecycle\x12;\n" +
+	"\x06action\x18\x01 \x01(\x0e2#.pbxpulse.v1.BridgeLifecycle.ActionR\x06action\x12\x1b\n" +
+	"\tbridge_id\x18\x02 \x01(\tR\bbridgeId\x12\x1f\n" +
+	"\vbridge_type\x18\x03 \x01(\tR\n" +
+	"bridgeType\x12\x1e\n" +
+	"\n" +
+	"technology\x18\x04 \x01(\tR\n" +
+	"technology\x12\x18\n" +
+	"\acreator\x18\x05 \x01(\tR\acreator\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12!\n" +
+	"\fnum_channels\x18\a \x01(\rR\vnumChannels\"J\n" +
+	"\x06Action\x12\x16\n" +
+	"\x12ACTION_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eACTION_CREATED\x10\x01\x12\x14\n" +
+	"\x10ACTION_DESTROYED\x10\x02\"q\n" +
+	"\rChannelVarSet\x12.\n" +
+	"\achannel\x18\x01 \x01(\v2\x14.pbxpulse.v1.ChannelR\achannel\x12\x1a\n" +
+	"\bvariable\x18\x02 \x01(\tR\bvariable\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\"\xb6\x01\n" +
+	"\tStasisApp\x12\x18\n" +
+	"\astarted\x18\x01 \x01(\bR\astarted\x12 \n" +
+	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x12\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\x12.\n" +
+	"\achannel\x18\x04 \x01(\v2\x14.pbxpulse.v1.ChannelR\achannel\x12)\n" +
+	"\x10replaced_channel\x18\x05 \x01(\tR\x0freplacedChannel\"\xf9\x02\n" +
+	"\fQueueSummary\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1a\n" +
+	"\bstrategy\x18\x02 \x01(\tR\bstrategy\x12\x10\n" +
+	"\x03max\x18\x03 \x01(\rR\x03max\x12\x14\n" +
+	"\x05calls\x18\x04 \x01(\rR\x05calls\x12\x1b\n" +
+	"\thold_time\x18\x05 \x01(\rR\bholdTime\x12\x1b\n" +
+	"\ttalk_time\x18\x06 \x01(\rR\btalkTime\x12\x1c\n" +
+	"\tcompleted\x18\a \x01(\rR\tcompleted\x12\x1c\n" +
+	"\tabandoned\x18\b \x01(\rR\tabandoned\x12#\n" +
+	"\rservice_level\x18\t \x01(\rR\fserviceLevel\x12,\n" +
+	"\x12service_level_perf\x18\n" +
+	" \x01(\x01R\x10serviceLevelPerf\x12.\n" +
+	"\x13service_level_perf2\x18\v \x01(\x01R\x11serviceLevelPerf2\x12\x16\n" +
+	"\x06weight\x18\f \x01(\x05R\x06weight\"\xdd\x03\n" +
+	"\vQueueMember\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\tinterface\x18\x03 \x01(\tR\tinterface\x12'\n" +
+	"\x0fstate_interface\x18\x04 \x01(\tR\x0estateInterface\x12\x1e\n" +
+	"\n" +
+	"membership\x18\x05 \x01(\tR\n" +
+	"membership\x12\x18\n" +
+	"\apenalty\x18\x06 \x01(\x05R\apenalty\x12\x1f\n" +
+	"\vcalls_taken\x18\a \x01(\rR\n" +
+	"callsTaken\x12\x1b\n" +
+	"\tlast_call\x18\b \x01(\x03R\blastCall\x12\x1d\n" +
+	"\n" +
+	"last_pause\x18\t \x01(\x03R\tlastPause\x12\x1d\n" +
+	"\n" +
+	"login_time\x18\n" +
+	" \x01(\x03R\tloginTime\x12\x17\n" +
+	"\ain_call\x18\v \x01(\bR\x06inCall\x12\x16\n" +
+	"\x06status\x18\f \x01(\x05R\x06status\x12\x16\n" +
+	"\x06paused\x18\r \x01(\bR\x06paused\x12#\n" +
+	"\rpaused_reason\x18\x0e \x01(\tR\fpausedReason\x12\x1f\n" +
+	"\vwrapup_time\x18\x0f \x01(\rR\n" +
+	"wrapupTime\x12\x18\n" +
+	"\aremoved\x18\x10 \x01(\bR\aremoved\"\xf5\x02\n" +
+	"\vQueueCaller\x127\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x1f.pbxpulse.v1.QueueCaller.ActionR\x06action\x12\x14\n" +
+	"\x05queue\x18\x02 \x01(\tR\x05queue\x12.\n" +
+	"\achannel\x18\x03 \x01(\v2\x14.pbxpulse.v1.ChannelR\achannel\x12\x1a\n" +
+	"\bposition\x18\x04 \x01(\rR\bposition\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\rR\x05count\x12+\n" +
+	"\x11original_position\x18\x06 \x01(\rR\x10originalPosition\x12\x1b\n" +
+	"\thold_time\x18\a \x01(\rR\bholdTime\"k\n" +
+	"\x06Action\x12\x16\n" +
+	"\x12ACTION_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vACTION_JOIN\x10\x01\x12\x10\n" +
+	"\fACTION_LEAVE\x10\x02\x12\x12\n" +
+	"\x0eACTION_ABANDON\x10\x03\x12\x12\n" +
+	"\x0eACTION_WAITING\x10\x04\"\xdb\x03\n" +
+	"\n" +
+	"QueueAgent\x126\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x1e.pbxpulse.v1.QueueAgent.ActionR\x06action\x12\x14\n" +
+	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x1f\n" +
+	"\vmember_name\x18\x03 \x01(\tR\n" +
+	"memberName\x12\x1c\n" +
+	"\tinterface\x18\x04 \x01(\tR\tinterface\x12,\n" +
+	"\x06caller\x18\x05 \x01(\v2\x14.pbxpulse.v1.ChannelR\x06caller\x12*\n" +
+	"\x05agent\x18\x06 \x01(\v2\x14.pbxpulse.v1.ChannelR\x05agent\x12\x1b\n" +
+	"\thold_time\x18\a \x01(\rR\bholdTime\x12\x1b\n" +
+	"\tring_time\x18\b \x01(\rR\bringTime\x12\x1b\n" +
+	"\ttalk_time\x18\t \x01(\rR\btalkTime\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\"w\n" +
+	"\x06Action\x12\x16\n" +
+	"\x12ACTION_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rACTION_CALLED\x10\x01\x12\x12\n" +
+	"\x0eACTION_CONNECT\x10\x02\x12\x13\n" +
+	"\x0fACTION_COMPLETE\x10\x03\x12\x19\n" +
+	"\x15ACTION_RING_NO_ANSWER\x10\x04\"\xab\x01\n" +
+	"\x0eQueuesSnapshot\x121\n" +
+	"\x06queues\x18\x01 \x03(\v2\x19.pbxpulse.v1.QueueSummaryR\x06queues\x122\n" +
+	"\amembers\x18\x02 \x03(\v2\x18.pbxpulse.v1.QueueMemberR\amembers\x122\n" +
+	"\acallers\x18\x03 \x03(\v2\x18.pbxpulse.v1.QueueCallerR\acallers\"\x8f\x01\n" +
+	"\x0eReconciliation\x12%\n" +
+	"\x0echannels_drift\x18\x01 \x01(\rR\rchannelsDrift\x12%\n" +
+	"\x0econtacts_drift\x18\x02 \x01(\rR\rcontactsDrift\x12/\n" +
+	"\x13registrations_drift\x18\x03 \x01(\rR\x12registrationsDrift\"T\n" +
+	"\bAriEvent\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12 \n" +
+	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x12\n" +
+	"\x04json\x18\x03 \x01(\fR\x04json\"\x94\x01\n" +
+	"\x05Audit\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x0e\n" +
+	"\x02ok\x18\x04 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId*c\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2071,73 +4408,135 @@ func file_pbxpulse_v1_events_proto_rawDescGZIP() []byte {
 	return file_pbxpulse_v1_events_proto_rawDescData
 }
 
-var file_pbxpulse_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_pbxpulse_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_pbxpulse_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_pbxpulse_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_pbxpulse_v1_events_proto_goTypes = []any{
 	(Source)(0),                   // 0: pbxpulse.v1.Source
 	(Technology)(0),               // 1: pbxpulse.v1.Technology
 	(EndpointKind)(0),             // 2: pbxpulse.v1.EndpointKind
 	(PbxConnection_State)(0),      // 3: pbxpulse.v1.PbxConnection.State
-	(*Event)(nil),                 // 4: pbxpulse.v1.Event
-	(*PbxRefs)(nil),               // 5: pbxpulse.v1.PbxRefs
-	(*PbxConnection)(nil),         // 6: pbxpulse.v1.PbxConnection
-	(*EndpointState)(nil),         // 7: pbxpulse.v1.EndpointState
-	(*ContactStatus)(nil),         // 8: pbxpulse.v1.ContactStatus
-	(*DeviceState)(nil),           // 9: pbxpulse.v1.DeviceState
-	(*TrunkRegistration)(nil),     // 10: pbxpulse.v1.TrunkRegistration
-	(*Channel)(nil),               // 11: pbxpulse.v1.Channel
-	(*ChannelCreated)(nil),        // 12: pbxpulse.v1.ChannelCreated
-	(*ChannelStateChanged)(nil),   // 13: pbxpulse.v1.ChannelStateChanged
-	(*CallerIdChanged)(nil),       // 14: pbxpulse.v1.CallerIdChanged
-	(*ChannelHungUp)(nil),         // 15: pbxpulse.v1.ChannelHungUp
-	(*DialBegin)(nil),             // 16: pbxpulse.v1.DialBegin
-	(*DialEnd)(nil),               // 17: pbxpulse.v1.DialEnd
-	(*BridgeEnter)(nil),           // 18: pbxpulse.v1.BridgeEnter
-	(*BridgeLeave)(nil),           // 19: pbxpulse.v1.BridgeLeave
-	(*ChannelsSnapshot)(nil),      // 20: pbxpulse.v1.ChannelsSnapshot
-	(*LogLine)(nil),               // 21: pbxpulse.v1.LogLine
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(Transfer_Kind)(0),            // 4: pbxpulse.v1.Transfer.Kind
+	(BridgeLifecycle_Action)(0),   // 5: pbxpulse.v1.BridgeLifecycle.Action
+	(QueueCaller_Action)(0),       // 6: pbxpulse.v1.QueueCaller.Action
+	(QueueAgent_Action)(0),        // 7: pbxpulse.v1.QueueAgent.Action
+	(*Event)(nil),                 // 8: pbxpulse.v1.Event
+	(*PbxRefs)(nil),               // 9: pbxpulse.v1.PbxRefs
+	(*PbxConnection)(nil),         // 10: pbxpulse.v1.PbxConnection
+	(*EndpointState)(nil),         // 11: pbxpulse.v1.EndpointState
+	(*ContactStatus)(nil),         // 12: pbxpulse.v1.ContactStatus
+	(*DeviceState)(nil),           // 13: pbxpulse.v1.DeviceState
+	(*TrunkRegistration)(nil),     // 14: pbxpulse.v1.TrunkRegistration
+	(*Channel)(nil),               // 15: pbxpulse.v1.Channel
+	(*ChannelCreated)(nil),        // 16: pbxpulse.v1.ChannelCreated
+	(*ChannelStateChanged)(nil),   // 17: pbxpulse.v1.ChannelStateChanged
+	(*CallerIdChanged)(nil),       // 18: pbxpulse.v1.CallerIdChanged
+	(*ChannelHungUp)(nil),         // 19: pbxpulse.v1.ChannelHungUp
+	(*DialBegin)(nil),             // 20: pbxpulse.v1.DialBegin
+	(*DialEnd)(nil),               // 21: pbxpulse.v1.DialEnd
+	(*BridgeEnter)(nil),           // 22: pbxpulse.v1.BridgeEnter
+	(*BridgeLeave)(nil),           // 23: pbxpulse.v1.BridgeLeave
+	(*ChannelsSnapshot)(nil),      // 24: pbxpulse.v1.ChannelsSnapshot
+	(*LogLine)(nil),               // 25: pbxpulse.v1.LogLine
+	(*PeerStatus)(nil),            // 26: pbxpulse.v1.PeerStatus
+	(*ExtensionStatus)(nil),       // 27: pbxpulse.v1.ExtensionStatus
+	(*ChannelHold)(nil),           // 28: pbxpulse.v1.ChannelHold
+	(*Dtmf)(nil),                  // 29: pbxpulse.v1.Dtmf
+	(*Transfer)(nil),              // 30: pbxpulse.v1.Transfer
+	(*LocalBridge)(nil),           // 31: pbxpulse.v1.LocalBridge
+	(*ChannelRenamed)(nil),        // 32: pbxpulse.v1.ChannelRenamed
+	(*BridgeLifecycle)(nil),       // 33: pbxpulse.v1.BridgeLifecycle
+	(*ChannelVarSet)(nil),         // 34: pbxpulse.v1.ChannelVarSet
+	(*StasisApp)(nil),             // 35: pbxpulse.v1.StasisApp
+	(*QueueSummary)(nil),          // 36: pbxpulse.v1.QueueSummary
+	(*QueueMember)(nil),           // 37: pbxpulse.v1.QueueMember
+	(*QueueCaller)(nil),           // 38: pbxpulse.v1.QueueCaller
+	(*QueueAgent)(nil),            // 39: pbxpulse.v1.QueueAgent
+	(*QueuesSnapshot)(nil),        // 40: pbxpulse.v1.QueuesSnapshot
+	(*Reconciliation)(nil),        // 41: pbxpulse.v1.Reconciliation
+	(*AriEvent)(nil),              // 42: pbxpulse.v1.AriEvent
+	(*Audit)(nil),                 // 43: pbxpulse.v1.Audit
+	(*timestamppb.Timestamp)(nil), // 44: google.protobuf.Timestamp
 }
 var file_pbxpulse_v1_events_proto_depIdxs = []int32{
 	0,  // 0: pbxpulse.v1.Event.source:type_name -> pbxpulse.v1.Source
-	22, // 1: pbxpulse.v1.Event.pbx_time:type_name -> google.protobuf.Timestamp
-	22, // 2: pbxpulse.v1.Event.received_time:type_name -> google.protobuf.Timestamp
-	5,  // 3: pbxpulse.v1.Event.refs:type_name -> pbxpulse.v1.PbxRefs
-	6,  // 4: pbxpulse.v1.Event.pbx_connection:type_name -> pbxpulse.v1.PbxConnection
-	7,  // 5: pbxpulse.v1.Event.endpoint_state:type_name -> pbxpulse.v1.EndpointState
-	8,  // 6: pbxpulse.v1.Event.contact_status:type_name -> pbxpulse.v1.ContactStatus
-	9,  // 7: pbxpulse.v1.Event.device_state:type_name -> pbxpulse.v1.DeviceState
-	10, // 8: pbxpulse.v1.Event.trunk_registration:type_name -> pbxpulse.v1.TrunkRegistration
-	12, // 9: pbxpulse.v1.Event.channel_created:type_name -> pbxpulse.v1.ChannelCreated
-	13, // 10: pbxpulse.v1.Event.channel_state_changed:type_name -> pbxpulse.v1.ChannelStateChanged
-	15, // 11: pbxpulse.v1.Event.channel_hung_up:type_name -> pbxpulse.v1.ChannelHungUp
-	16, // 12: pbxpulse.v1.Event.dial_begin:type_name -> pbxpulse.v1.DialBegin
-	17, // 13: pbxpulse.v1.Event.dial_end:type_name -> pbxpulse.v1.DialEnd
-	18, // 14: pbxpulse.v1.Event.bridge_enter:type_name -> pbxpulse.v1.BridgeEnter
-	19, // 15: pbxpulse.v1.Event.bridge_leave:type_name -> pbxpulse.v1.BridgeLeave
-	14, // 16: pbxpulse.v1.Event.caller_id_changed:type_name -> pbxpulse.v1.CallerIdChanged
-	20, // 17: pbxpulse.v1.Event.channels_snapshot:type_name -> pbxpulse.v1.ChannelsSnapshot
-	21, // 18: pbxpulse.v1.Event.log_line:type_name -> pbxpulse.v1.LogLine
-	3,  // 19: pbxpulse.v1.PbxConnection.state:type_name -> pbxpulse.v1.PbxConnection.State
-	1,  // 20: pbxpulse.v1.EndpointState.technology:type_name -> pbxpulse.v1.Technology
-	2,  // 21: pbxpulse.v1.EndpointState.kind:type_name -> pbxpulse.v1.EndpointKind
-	1,  // 22: pbxpulse.v1.TrunkRegistration.technology:type_name -> pbxpulse.v1.Technology
-	11, // 23: pbxpulse.v1.ChannelCreated.channel:type_name -> pbxpulse.v1.Channel
-	11, // 24: pbxpulse.v1.ChannelStateChanged.channel:type_name -> pbxpulse.v1.Channel
-	11, // 25: pbxpulse.v1.CallerIdChanged.channel:type_name -> pbxpulse.v1.Channel
-	11, // 26: pbxpulse.v1.ChannelHungUp.channel:type_name -> pbxpulse.v1.Channel
-	11, // 27: pbxpulse.v1.DialBegin.caller:type_name -> pbxpulse.v1.Channel
-	11, // 28: pbxpulse.v1.DialBegin.callee:type_name -> pbxpulse.v1.Channel
-	11, // 29: pbxpulse.v1.DialEnd.caller:type_name -> pbxpulse.v1.Channel
-	11, // 30: pbxpulse.v1.DialEnd.callee:type_name -> pbxpulse.v1.Channel
-	11, // 31: pbxpulse.v1.BridgeEnter.channel:type_name -> pbxpulse.v1.Channel
-	11, // 32: pbxpulse.v1.BridgeLeave.channel:type_name -> pbxpulse.v1.Channel
-	11, // 33: pbxpulse.v1.ChannelsSnapshot.channels:type_name -> pbxpulse.v1.Channel
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	44, // 1: pbxpulse.v1.Event.pbx_time:type_name -> google.protobuf.Timestamp
+	44, // 2: pbxpulse.v1.Event.received_time:type_name -> google.protobuf.Timestamp
+	9,  // 3: pbxpulse.v1.Event.refs:type_name -> pbxpulse.v1.PbxRefs
+	10, // 4: pbxpulse.v1.Event.pbx_connection:type_name -> pbxpulse.v1.PbxConnection
+	11, // 5: pbxpulse.v1.Event.endpoint_state:type_name -> pbxpulse.v1.EndpointState
+	12, // 6: pbxpulse.v1.Event.contact_status:type_name -> pbxpulse.v1.ContactStatus
+	13, // 7: pbxpulse.v1.Event.device_state:type_name -> pbxpulse.v1.DeviceState
+	14, // 8: pbxpulse.v1.Event.trunk_registration:type_name -> pbxpulse.v1.TrunkRegistration
+	16, // 9: pbxpulse.v1.Event.channel_created:type_name -> pbxpulse.v1.ChannelCreated
+	17, // 10: pbxpulse.v1.Event.channel_state_changed:type_name -> pbxpulse.v1.ChannelStateChanged
+	19, // 11: pbxpulse.v1.Event.channel_hung_up:type_name -> pbxpulse.v1.ChannelHungUp
+	20, // 12: pbxpulse.v1.Event.dial_begin:type_name -> pbxpulse.v1.DialBegin
+	21, // 13: pbxpulse.v1.Event.dial_end:type_name -> pbxpulse.v1.DialEnd
+	22, // 14: pbxpulse.v1.Event.bridge_enter:type_name -> pbxpulse.v1.BridgeEnter
+	23, // 15: pbxpulse.v1.Event.bridge_leave:type_name -> pbxpulse.v1.BridgeLeave
+	18, // 16: pbxpulse.v1.Event.caller_id_changed:type_name -> pbxpulse.v1.CallerIdChanged
+	24, // 17: pbxpulse.v1.Event.channels_snapshot:type_name -> pbxpulse.v1.ChannelsSnapshot
+	26, // 18: pbxpulse.v1.Event.peer_status:type_name -> pbxpulse.v1.PeerStatus
+	27, // 19: pbxpulse.v1.Event.extension_status:type_name -> pbxpulse.v1.ExtensionStatus
+	28, // 20: pbxpulse.v1.Event.channel_hold:type_name -> pbxpulse.v1.ChannelHold
+	29, // 21: pbxpulse.v1.Event.dtmf:type_name -> pbxpulse.v1.Dtmf
+	30, // 22: pbxpulse.v1.Event.transfer:type_name -> pbxpulse.v1.Transfer
+	31, // 23: pbxpulse.v1.Event.local_bridge:type_name -> pbxpulse.v1.LocalBridge
+	32, // 24: pbxpulse.v1.Event.channel_renamed:type_name -> pbxpulse.v1.ChannelRenamed
+	33, // 25: pbxpulse.v1.Event.bridge_lifecycle:type_name -> pbxpulse.v1.BridgeLifecycle
+	34, // 26: pbxpulse.v1.Event.channel_var_set:type_name -> pbxpulse.v1.ChannelVarSet
+	35, // 27: pbxpulse.v1.Event.stasis_app:type_name -> pbxpulse.v1.StasisApp
+	36, // 28: pbxpulse.v1.Event.queue_summary:type_name -> pbxpulse.v1.QueueSummary
+	37, // 29: pbxpulse.v1.Event.queue_member:type_name -> pbxpulse.v1.QueueMember
+	38, // 30: pbxpulse.v1.Event.queue_caller:type_name -> pbxpulse.v1.QueueCaller
+	39, // 31: pbxpulse.v1.Event.queue_agent:type_name -> pbxpulse.v1.QueueAgent
+	40, // 32: pbxpulse.v1.Event.queues_snapshot:type_name -> pbxpulse.v1.QueuesSnapshot
+	41, // 33: pbxpulse.v1.Event.reconciliation:type_name -> pbxpulse.v1.Reconciliation
+	42, // 34: pbxpulse.v1.Event.ari_event:type_name -> pbxpulse.v1.AriEvent
+	43, // 35: pbxpulse.v1.Event.audit:type_name -> pbxpulse.v1.Audit
+	25, // 36: pbxpulse.v1.Event.log_line:type_name -> pbxpulse.v1.LogLine
+	3,  // 37: pbxpulse.v1.PbxConnection.state:type_name -> pbxpulse.v1.PbxConnection.State
+	1,  // 38: pbxpulse.v1.EndpointState.technology:type_name -> pbxpulse.v1.Technology
+	2,  // 39: pbxpulse.v1.EndpointState.kind:type_name -> pbxpulse.v1.EndpointKind
+	1,  // 40: pbxpulse.v1.TrunkRegistration.technology:type_name -> pbxpulse.v1.Technology
+	15, // 41: pbxpulse.v1.ChannelCreated.channel:type_name -> pbxpulse.v1.Channel
+	15, // 42: pbxpulse.v1.ChannelStateChanged.channel:type_name -> pbxpulse.v1.Channel
+	15, // 43: pbxpulse.v1.CallerIdChanged.channel:type_name -> pbxpulse.v1.Channel
+	15, // 44: pbxpulse.v1.ChannelHungUp.channel:type_name -> pbxpulse.v1.Channel
+	15, // 45: pbxpulse.v1.DialBegin.caller:type_name -> pbxpulse.v1.Channel
+	15, // 46: pbxpulse.v1.DialBegin.callee:type_name -> pbxpulse.v1.Channel
+	15, // 47: pbxpulse.v1.DialEnd.caller:type_name -> pbxpulse.v1.Channel
+	15, // 48: pbxpulse.v1.DialEnd.callee:type_name -> pbxpulse.v1.Channel
+	15, // 49: pbxpulse.v1.BridgeEnter.channel:type_name -> pbxpulse.v1.Channel
+	15, // 50: pbxpulse.v1.BridgeLeave.channel:type_name -> pbxpulse.v1.Channel
+	15, // 51: pbxpulse.v1.ChannelsSnapshot.channels:type_name -> pbxpulse.v1.Channel
+	1,  // 52: pbxpulse.v1.PeerStatus.technology:type_name -> pbxpulse.v1.Technology
+	15, // 53: pbxpulse.v1.ChannelHold.channel:type_name -> pbxpulse.v1.Channel
+	15, // 54: pbxpulse.v1.Dtmf.channel:type_name -> pbxpulse.v1.Channel
+	4,  // 55: pbxpulse.v1.Transfer.kind:type_name -> pbxpulse.v1.Transfer.Kind
+	15, // 56: pbxpulse.v1.Transfer.transferer:type_name -> pbxpulse.v1.Channel
+	15, // 57: pbxpulse.v1.Transfer.transferee:type_name -> pbxpulse.v1.Channel
+	15, // 58: pbxpulse.v1.Transfer.second_transferer:type_name -> pbxpulse.v1.Channel
+	15, // 59: pbxpulse.v1.Transfer.target:type_name -> pbxpulse.v1.Channel
+	15, // 60: pbxpulse.v1.LocalBridge.local_one:type_name -> pbxpulse.v1.Channel
+	15, // 61: pbxpulse.v1.LocalBridge.local_two:type_name -> pbxpulse.v1.Channel
+	15, // 62: pbxpulse.v1.ChannelRenamed.channel:type_name -> pbxpulse.v1.Channel
+	5,  // 63: pbxpulse.v1.BridgeLifecycle.action:type_name -> pbxpulse.v1.BridgeLifecycle.Action
+	15, // 64: pbxpulse.v1.ChannelVarSet.channel:type_name -> pbxpulse.v1.Channel
+	15, // 65: pbxpulse.v1.StasisApp.channel:type_name -> pbxpulse.v1.Channel
+	6,  // 66: pbxpulse.v1.QueueCaller.action:type_name -> pbxpulse.v1.QueueCaller.Action
+	15, // 67: pbxpulse.v1.QueueCaller.channel:type_name -> pbxpulse.v1.Channel
+	7,  // 68: pbxpulse.v1.QueueAgent.action:type_name -> pbxpulse.v1.QueueAgent.Action
+	15, // 69: pbxpulse.v1.QueueAgent.caller:type_name -> pbxpulse.v1.Channel
+	15, // 70: pbxpulse.v1.QueueAgent.agent:type_name -> pbxpulse.v1.Channel
+	36, // 71: pbxpulse.v1.QueuesSnapshot.queues:type_name -> pbxpulse.v1.QueueSummary
+	37, // 72: pbxpulse.v1.QueuesSnapshot.members:type_name -> pbxpulse.v1.QueueMember
+	38, // 73: pbxpulse.v1.QueuesSnapshot.callers:type_name -> pbxpulse.v1.QueueCaller
+	74, // [74:74] is the sub-list for method output_type
+	74, // [74:74] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_pbxpulse_v1_events_proto_init() }
@@ -2160,6 +4559,24 @@ func file_pbxpulse_v1_events_proto_init() {
 		(*Event_BridgeLeave)(nil),
 		(*Event_CallerIdChanged)(nil),
 		(*Event_ChannelsSnapshot)(nil),
+		(*Event_PeerStatus)(nil),
+		(*Event_ExtensionStatus)(nil),
+		(*Event_ChannelHold)(nil),
+		(*Event_Dtmf)(nil),
+		(*Event_Transfer)(nil),
+		(*Event_LocalBridge)(nil),
+		(*Event_ChannelRenamed)(nil),
+		(*Event_BridgeLifecycle)(nil),
+		(*Event_ChannelVarSet)(nil),
+		(*Event_StasisApp)(nil),
+		(*Event_QueueSummary)(nil),
+		(*Event_QueueMember)(nil),
+		(*Event_QueueCaller)(nil),
+		(*Event_QueueAgent)(nil),
+		(*Event_QueuesSnapshot)(nil),
+		(*Event_Reconciliation)(nil),
+		(*Event_AriEvent)(nil),
+		(*Event_Audit)(nil),
 		(*Event_LogLine)(nil),
 	}
 	type x struct{}
@@ -2167,8 +4584,8 @@ func file_pbxpulse_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pbxpulse_v1_events_proto_rawDesc), len(file_pbxpulse_v1_events_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   18,
+			NumEnums:      8,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
