@@ -30,6 +30,9 @@ const (
 	DomainEndpoint = "endpoint"
 	DomainTrunk    = "trunk"
 	DomainCall     = "call"
+	DomainQueue    = "queue"
+	DomainARI      = "ari"
+	DomainAudit    = "audit"
 )
 
 // EventSubject returns the subject an event is published on:
@@ -77,15 +80,65 @@ func Kind(ev *pb.Event) (domain, typ string) {
 		return DomainCall, "bridge_leave"
 	case *pb.Event_ChannelsSnapshot:
 		return DomainCall, "snapshot"
+	case *pb.Event_PeerStatus:
+		return DomainEndpoint, "peer"
+	case *pb.Event_ExtensionStatus:
+		return DomainEndpoint, "extension"
+	case *pb.Event_ChannelHold:
+		return DomainCall, "hold"
+	case *pb.Event_Dtmf:
+		return DomainCall, "dtmf"
+	case *pb.Event_Transfer:
+		return DomainCall, "transfer"
+	case *pb.Event_LocalBridge:
+		return DomainCall, "local_bridge"
+	case *pb.Event_ChannelRenamed:
+		return DomainCall, "rename"
+	case *pb.Event_BridgeLifecycle:
+		return DomainCall, "bridge"
+	case *pb.Event_ChannelVarSet:
+		return DomainCall, "varset"
+	case *pb.Event_StasisApp:
+		return DomainCall, "stasis"
+	case *pb.Event_QueueSummary:
+		return DomainQueue, "summary"
+	case *pb.Event_QueueMember:
+		return DomainQueue, "member"
+	case *pb.Event_QueueCaller:
+		return DomainQueue, "caller"
+	case *pb.Event_QueueAgent:
+		return DomainQueue, "agent"
+	case *pb.Event_QueuesSnapshot:
+		return DomainQueue, "snapshot"
+	case *pb.Event_Reconciliation:
+		return DomainPBX, "reconciliation"
+	case *pb.Event_AriEvent:
+		return DomainARI, token(p.AriEvent.GetType())
+	case *pb.Event_Audit:
+		return DomainAudit, "command"
 	case *pb.Event_LogLine:
-		lv := strings.ToLower(p.LogLine.GetLevel())
-		if lv == "" || strings.ContainsAny(lv, ".*> ") {
-			lv = "unknown"
-		}
-		return "log", lv
+		return "log", token(p.LogLine.GetLevel())
 	}
 	return "", ""
 }
+
+// token makes PBX-supplied text safe as one subject token: lower case, and
+// "unknown" when it is empty or holds a NATS separator or wildcard.
+func token(s string) string {
+	s = strings.ToLower(s)
+	if s == "" || strings.ContainsAny(s, ".*> \t\r\n") {
+		return "unknown"
+	}
+	return s
+}
+
+// CommandSubject is the request subject of a call-control action on one PBX.
+func CommandSubject(tenant, pbx, action string) string {
+	return "pbx." + tenant + "." + pbx + ".cmd." + action
+}
+
+// CommandFilter matches every command for one tenant's PBXs.
+func CommandFilter(tenant string) string { return "pbx." + tenant + ".*.cmd.*" }
 
 // TenantEvents is the filter of one tenant's events on every PBX.
 func TenantEvents(tenant string) string { return "pbx." + tenant + ".*.evt.>" }

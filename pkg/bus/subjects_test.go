@@ -3,44 +3,60 @@ package bus
 import (
 	"testing"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
 )
 
 func TestEventSubject(t *testing.T) {
 	cases := []struct {
-		payload any
-		want    string
+		ev   *pb.Event
+		want string
 	}{
-		{&pb.Event_ChannelCreated{ChannelCreated: &pb.ChannelCreated{}}, "pbx.acme.pbx1.evt.call.channel_created"},
-		{&pb.Event_ChannelHungUp{ChannelHungUp: &pb.ChannelHungUp{}}, "pbx.acme.pbx1.evt.call.channel_hangup"},
-		{&pb.Event_ContactStatus{ContactStatus: &pb.ContactStatus{}}, "pbx.acme.pbx1.evt.endpoint.contact"},
-		{&pb.Event_PbxConnection{PbxConnection: &pb.PbxConnection{}}, "pbx.acme.pbx1.evt.pbx.connection"},
-		{&pb.Event_TrunkRegistration{TrunkRegistration: &pb.TrunkRegistration{}}, "pbx.acme.pbx1.evt.trunk.registration"},
-		{&pb.Event_LogLine{LogLine: &pb.LogLine{Level: "WARNING"}}, "pbx.acme.pbx1.log.warning"},
-		{&pb.Event_LogLine{LogLine: &pb.LogLine{Level: "a.b"}}, "pbx.acme.pbx1.log.unknown"},
+		{&pb.Event{Payload: &pb.Event_ChannelCreated{ChannelCreated: &pb.ChannelCreated{}}}, "pbx.acme.pbx1.evt.call.channel_created"},
+		{&pb.Event{Payload: &pb.Event_ChannelHungUp{ChannelHungUp: &pb.ChannelHungUp{}}}, "pbx.acme.pbx1.evt.call.channel_hangup"},
+		{&pb.Event{Payload: &pb.Event_ContactStatus{ContactStatus: &pb.ContactStatus{}}}, "pbx.acme.pbx1.evt.endpoint.contact"},
+		{&pb.Event{Payload: &pb.Event_PbxConnection{PbxConnection: &pb.PbxConnection{}}}, "pbx.acme.pbx1.evt.pbx.connection"},
+		{&pb.Event{Payload: &pb.Event_TrunkRegistration{TrunkRegistration: &pb.TrunkRegistration{}}}, "pbx.acme.pbx1.evt.trunk.registration"},
+		{&pb.Event{Payload: &pb.Event_QueueCaller{QueueCaller: &pb.QueueCaller{}}}, "pbx.acme.pbx1.evt.queue.caller"},
+		{&pb.Event{Payload: &pb.Event_AriEvent{AriEvent: &pb.AriEvent{Type: "PlaybackStarted"}}}, "pbx.acme.pbx1.evt.ari.playbackstarted"},
+		{&pb.Event{Payload: &pb.Event_AriEvent{AriEvent: &pb.AriEvent{Type: "x.>"}}}, "pbx.acme.pbx1.evt.ari.unknown"},
+		{&pb.Event{Payload: &pb.Event_LogLine{LogLine: &pb.LogLine{Level: "WARNING"}}}, "pbx.acme.pbx1.log.warning"},
+		{&pb.Event{Payload: &pb.Event_LogLine{LogLine: &pb.LogLine{Level: "a.b"}}}, "pbx.acme.pbx1.log.unknown"},
 	}
 	for _, tc := range cases {
-		e := &pb.Event{Tenant: "acme", PbxId: "pbx1"}
-		switch p := tc.payload.(type) {
-		case *pb.Event_ChannelCreated:
-			e.Payload = p
-		case *pb.Event_ChannelHungUp:
-			e.Payload = p
-		case *pb.Event_ContactStatus:
-			e.Payload = p
-		case *pb.Event_PbxConnection:
-			e.Payload = p
-		case *pb.Event_TrunkRegistration:
-			e.Payload = p
-		case *pb.Event_LogLine:
-			e.Payload = p
-		}
-		got, err := EventSubject(e)
+		tc.ev.Tenant, tc.ev.PbxId = "acme", "pbx1"
+		got, err := EventSubject(tc.ev)
 		if err != nil || got != tc.want {
-			t.Errorf("%T: %q %v, want %q", tc.payload, got, err, tc.want)
+			t.Errorf("%T: %q %v, want %q", tc.ev.Payload, got, err, tc.want)
 		}
 	}
 	if _, err := EventSubject(&pb.Event{Tenant: "acme", PbxId: "p"}); err == nil {
 		t.Error("an event without payload got a subject")
+	}
+}
+
+// Every payload of the contract has a subject, and no two share one: a new
+// payload added to events.proto without a subject fails here.
+func TestEveryPayloadHasASubject(t *testing.T) {
+	od := (&pb.Event{}).ProtoReflect().Descriptor().Oneofs().ByName("payload")
+	seen := map[string]protoreflect.Name{}
+	for i := 0; i < od.Fields().Len(); i++ {
+		fd := od.Fields().Get(i)
+		ev := &pb.Event{}
+		m := ev.ProtoReflect()
+		m.Set(fd, protoreflect.ValueOfMessage(m.NewField(fd).Message()))
+		d, typ := Kind(ev)
+		if d == "" {
+			t.Errorf("payload %s has no subject", fd.Name())
+			continue
+		}
+		if d == DomainARI || d == "log" {
+			continue // the type token comes from the payload
+		}
+		if prev, dup := seen[d+"."+typ]; dup {
+			t.Errorf("payloads %s and %s share subject %s.%s", prev, fd.Name(), d, typ)
+		}
+		seen[d+"."+typ] = fd.Name()
 	}
 }
