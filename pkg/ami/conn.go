@@ -17,6 +17,10 @@ import (
 // ErrClosed is returned by calls on a connection that has ended.
 var ErrClosed = errors.New("ami: connection closed")
 
+// ErrBadField is returned for an action whose field holds a line break or a
+// colon in its name: written as is it would inject lines into the AMI stream.
+var ErrBadField = errors.New("ami: field contains a line break")
+
 // ErrAuth is returned when the PBX rejects the login.
 var ErrAuth = errors.New("ami: authentication failed")
 
@@ -190,6 +194,11 @@ func (c *Conn) newActionID() string {
 // Action sends an action and waits for its response, and for list actions
 // for every item up to the Complete event. The ActionID is set by Conn.
 func (c *Conn) Action(ctx context.Context, action *goami2.Message) (*Result, error) {
+	for _, h := range action.Headers() {
+		if strings.ContainsAny(h.Name, "\r\n:") || strings.ContainsAny(h.Value, "\r\n") {
+			return nil, fmt.Errorf("ami %s: field %q: %w", action.Field("Action"), h.Name, ErrBadField)
+		}
+	}
 	id := c.newActionID()
 	action.SetField("ActionID", id)
 	p := &pending{done: make(chan struct{})}

@@ -34,6 +34,21 @@ type Config struct {
 	ExtensionPattern string `env:"EXTENSION_PATTERN"`
 	// MaxBackoff caps the reconnect delay.
 	MaxBackoff time.Duration `env:"AMI_MAX_BACKOFF" envDefault:"30s"`
+	// ReconcileInterval is how often the channel, contact and registration
+	// lists are compared with what events said (0 disables it).
+	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"60s"`
+	// OutboxCapacity is how many events per PBX wait while NATS is away;
+	// beyond it events are counted as dropped and a resync follows.
+	OutboxCapacity int `env:"OUTBOX_CAPACITY" envDefault:"50000"`
+	// HealthAddr serves /healthz, /readyz and /metrics ("" disables it).
+	HealthAddr string `env:"HEALTH_ADDR" envDefault:":9101"`
+	// Commands enables call control on pbx.<tenant>.<pbx>.cmd.<action>.
+	Commands bool `env:"COMMANDS" envDefault:"true"`
+	// LeaseTTL is how long a replica's claim on a PBX outlives it; another
+	// replica takes over after it (at once on a clean shutdown).
+	LeaseTTL time.Duration `env:"LEASE_TTL" envDefault:"10s"`
+	// LeaseBucket is the JetStream KV bucket of the leases.
+	LeaseBucket string `env:"LEASE_BUCKET" envDefault:"pbxpulse_leases"`
 	config.Logging
 }
 
@@ -107,6 +122,15 @@ func (c Config) Validate() error {
 	}
 	if c.Keepalive <= 0 {
 		return fmt.Errorf("AMI_KEEPALIVE must be positive")
+	}
+	if c.ReconcileInterval < 0 {
+		return fmt.Errorf("RECONCILE_INTERVAL must not be negative")
+	}
+	if c.OutboxCapacity < 100 {
+		return fmt.Errorf("OUTBOX_CAPACITY must be at least 100")
+	}
+	if c.LeaseTTL < time.Second {
+		return fmt.Errorf("LEASE_TTL must be at least 1s")
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/staskobzar/goami2"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -24,12 +25,17 @@ import (
 type session struct {
 	pbx        PBX
 	tenant     string
-	pub        *bus.Publisher
+	out        *bus.Outbox
+	nc         *nats.Conn // for command requests; nil disables call control
 	keepalive  time.Duration
+	reconcile  time.Duration
 	maxBackoff time.Duration
 	log        *slog.Logger
+	metrics    *metrics
 	trunkRe    *regexp.Regexp
 	extRe      *regexp.Regexp
+
+	audits chan *pb.Event // from command handlers to the event loop
 
 	// per connection
 	sessionID string
@@ -37,12 +43,22 @@ type session struct {
 	attempt   uint32
 }
 
+// state is what one connection knows of the PBX, for resync and reconciliation.
+type state struct {
+	channels *channelTracker
+	objects  *objectTracker
+}
+
 func (s *session) run(ctx context.Context) {
 	backoff := 500 * time.Millisecond
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := s.connectOnce(ctx)
+		s.metrics.connected.WithLabelValues(s.pbx.ID).Set(0)
 		if ctx.Err() != nil {
+			// Leadership lost or shutting down: the PBX's state is unknown
+			// until someone (maybe another replica) reconnects.
+			s.publishConn(pb.PbxConnection_STATE_DISCONNECTED, "collector stopped watching this PBX", "")
 			return
 		}
 		if time.Since(start) > time.Minute {
@@ -50,7 +66,7 @@ func (s *session) run(ctx context.Context) {
 		}
 		s.attempt++
 		s.log.Warn("pbx connection lost", "err", err, "attempt", s.attempt)
-		s.publishConn(ctx, pb.PbxConnection_STATE_DISCONNECTED, errText(err), "")
+		s.publishConn(pb.PbxConnection_STATE_DISCONNECTED, errText(err), "")
 		// Full jitter: replicas and many PBXs do not reconnect in lockstep.
 		wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
 		select {
@@ -71,12 +87,6 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// resync is the answer to the initial actions, handed to the event loop so
-// that it is published in order with the events around it.
-type resync struct {
-	regs, endpoints, contacts, channels *ami.Result
-}
-
 func (s *session) connectOnce(ctx context.Context) error {
 	conn, err := ami.Dial(ctx, s.pbx.Addr, s.pbx.User, s.pbx.Secret, ami.Options{Events: true})
 	if err != nil {
@@ -86,24 +96,43 @@ func (s *session) connectOnce(ctx context.Context) error {
 	s.sessionID = uuid.NewString()
 	s.seq = 0
 	s.log.Info("pbx connected", "banner", conn.Banner())
-	s.publishConn(ctx, pb.PbxConnection_STATE_RESYNCING, "", conn.Banner())
+	s.publishConn(pb.PbxConnection_STATE_RESYNCING, "", conn.Banner())
 
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	results := make(chan *resync, 1)
+	lists := make(chan *listing, 1)
 	errs := make(chan error, 2)
-	go func() {
-		r, err := s.initialActions(cctx, conn)
-		if err != nil {
-			errs <- fmt.Errorf("initial actions: %w", err)
-			return
+	reading := false
+	read := func(full bool, reason string) {
+		reading = true
+		if full {
+			s.metrics.resyncs.WithLabelValues(s.pbx.ID, reason).Inc()
 		}
-		results <- r
-	}()
+		go func() {
+			l, err := s.readLists(cctx, conn, full, reason)
+			if err != nil {
+				errs <- fmt.Errorf("list actions (%s): %w", reason, err)
+				return
+			}
+			lists <- l
+		}()
+	}
+	read(true, "connect")
 	go func() { errs <- s.keepAlive(cctx, conn) }()
+	if s.nc != nil {
+		cmd, err := s.serveCommands(cctx, conn)
+		if err != nil {
+			return err
+		}
+		defer cmd.Unsubscribe()
+	}
 
-	st := newChannelTracker()
-	var pending *resync
+	st := &state{channels: newChannelTracker(), objects: newObjectTracker()}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	nextReconcile := time.Now().Add(s.reconcile)
+	connected := false
+	var pending *listing
 	var processed uint64
 	for {
 		select {
@@ -111,54 +140,57 @@ func (s *session) connectOnce(ctx context.Context) error {
 			return ctx.Err()
 		case err := <-errs:
 			return err
-		case r := <-results:
-			pending = r
+		case l := <-lists:
+			pending = l
+		case a := <-s.audits:
+			if err := s.publish(a); err != nil {
+				return err
+			}
 		case ev, ok := <-conn.Events():
 			if !ok {
 				return conn.Err()
 			}
 			processed = ev.Seq
-			if err := s.handleEvent(ctx, ev, st); err != nil {
+			if err := s.handleEvent(ev, st); err != nil {
 				return err
 			}
+		case <-tick.C:
+			s.metrics.outboxLen.WithLabelValues(s.pbx.ID).Set(float64(s.out.Len()))
+			switch {
+			case reading || !connected:
+			case s.out.Overflowed() && s.out.Len() < s.out.Capacity()/2:
+				// Events were dropped while NATS was away; it is back and the
+				// queue has room again: publish the truth anew.
+				s.out.ClearOverflow()
+				read(true, "overflow")
+			case s.reconcile > 0 && time.Now().After(nextReconcile):
+				read(false, "reconcile")
+			}
 		}
-		// The list answers are applied once every event read before they
-		// completed has been handled, so the stream stays in PBX order.
-		if pending != nil && processed >= pending.channels.DoneSeq {
-			if err := s.applyResync(ctx, pending, st); err != nil {
+		// Lists are applied once every event read before they completed has
+		// been handled, so the stream stays in PBX order.
+		if pending != nil && processed >= pending.done {
+			l := pending
+			pending, reading = nil, false
+			if l.full {
+				err = s.applyFull(l, st)
+			} else {
+				err = s.applyReconcile(l, st)
+			}
+			if err != nil {
 				return err
 			}
-			pending = nil
-			st.forgetBefore(processed)
-			s.attempt = 0
-			s.publishConn(ctx, pb.PbxConnection_STATE_CONNECTED, "", conn.Banner())
-			s.log.Info("pbx resynced", "channels", len(st.live))
+			st.channels.forgetBefore(processed)
+			nextReconcile = time.Now().Add(s.reconcile)
+			if !connected {
+				connected = true
+				s.attempt = 0
+				s.publishConn(pb.PbxConnection_STATE_CONNECTED, "", conn.Banner())
+				s.metrics.connected.WithLabelValues(s.pbx.ID).Set(1)
+				s.log.Info("pbx resynced", "channels", len(st.channels.live))
+			}
 		}
 	}
-}
-
-func (s *session) initialActions(ctx context.Context, conn *ami.Conn) (*resync, error) {
-	var r resync
-	for _, a := range []struct {
-		name string
-		dst  **ami.Result
-	}{
-		{"PJSIPShowRegistrationsOutbound", &r.regs},
-		{"PJSIPShowEndpoints", &r.endpoints},
-		{"PJSIPShowContacts", &r.contacts},
-		{"CoreShowChannels", &r.channels},
-	} {
-		res, err := conn.Action(ctx, goami2.NewAction(a.name))
-		if err != nil {
-			return nil, err
-		}
-		// An Error answer (e.g. no PJSIP module) is an empty list, not a failure.
-		if err := res.Error(); err != nil {
-			s.log.Warn("action refused", "action", a.name, "err", err)
-		}
-		*a.dst = res
-	}
-	return &r, nil
 }
 
 func (s *session) keepAlive(ctx context.Context, conn *ami.Conn) error {
@@ -179,10 +211,12 @@ func (s *session) keepAlive(ctx context.Context, conn *ami.Conn) error {
 	}
 }
 
-func (s *session) handleEvent(ctx context.Context, ev ami.Event, st *channelTracker) error {
+func (s *session) handleEvent(ev ami.Event, st *state) error {
 	m := ev.Msg
+	s.metrics.amiMsgs.WithLabelValues(s.pbx.ID).Inc()
 	switch m.Field("Event") {
 	case "PbxpulseParseError":
+		s.metrics.parseErrs.WithLabelValues(s.pbx.ID).Inc()
 		s.log.Warn("malformed AMI message skipped", "err", m.Field("Error"))
 		return nil
 	case "Shutdown":
@@ -192,55 +226,15 @@ func (s *session) handleEvent(ctx context.Context, ev ami.Event, st *channelTrac
 	if e == nil {
 		return nil
 	}
-	st.observe(ev.Seq, e)
-	return s.publish(ctx, e)
+	st.channels.observe(ev.Seq, e)
+	st.objects.observe(ev.Seq, e)
+	return s.publish(e)
 }
 
-func (s *session) applyResync(ctx context.Context, r *resync, st *channelTracker) error {
-	cls := normalize.Classifier{TrunkPattern: s.trunkRe, ExtensionPattern: s.extRe}
-	for _, m := range r.regs.Items {
-		if m.Field("Event") != "OutboundRegistrationDetail" {
-			continue
-		}
-		cls.NoteRegistration(m)
-		reg := normalize.OutboundRegistration(m)
-		if err := s.publish(ctx, &pb.Event{Payload: &pb.Event_TrunkRegistration{TrunkRegistration: reg}}); err != nil {
-			return err
-		}
-	}
-	for _, m := range r.endpoints.Items {
-		if m.Field("Event") != "EndpointList" {
-			continue
-		}
-		es := normalize.EndpointState(m, cls.Kind(m))
-		e := &pb.Event{Refs: &pb.PbxRefs{Endpoint: es.Name}, Payload: &pb.Event_EndpointState{EndpointState: es}}
-		if err := s.publish(ctx, e); err != nil {
-			return err
-		}
-	}
-	for _, m := range r.contacts.Items {
-		if m.Field("Event") != "ContactList" {
-			continue
-		}
-		c := normalize.ContactListItem(m)
-		e := &pb.Event{Refs: &pb.PbxRefs{Endpoint: c.Endpoint}, Payload: &pb.Event_ContactStatus{ContactStatus: c}}
-		if err := s.publish(ctx, e); err != nil {
-			return err
-		}
-	}
-	var listed []*pb.Channel
-	for _, m := range r.channels.Items {
-		if m.Field("Event") == "CoreShowChannel" {
-			listed = append(listed, normalize.CoreShowChannel(m))
-		}
-	}
-	snap := st.reconcile(listed, r.channels.SentSeq)
-	return s.publish(ctx, &pb.Event{Payload: &pb.Event_ChannelsSnapshot{ChannelsSnapshot: &pb.ChannelsSnapshot{Channels: snap}}})
-}
-
-// publish fills the envelope and stores the event, retrying while NATS is
-// away; the AMI reader waits meanwhile (back-pressure, never a drop).
-func (s *session) publish(ctx context.Context, e *pb.Event) error {
+// publish fills the envelope and queues the event. A full outbox is not an
+// error: the outbox counts and logs it, and the event loop resyncs once
+// NATS is back.
+func (s *session) publish(e *pb.Event) error {
 	now := time.Now()
 	s.seq++
 	id, err := uuid.NewV7()
@@ -250,21 +244,32 @@ func (s *session) publish(ctx context.Context, e *pb.Event) error {
 	e.Id = id.String()
 	e.Tenant = s.tenant
 	e.PbxId = s.pbx.ID
-	e.Source = pb.Source_SOURCE_AMI
+	if e.Source == pb.Source_SOURCE_UNSPECIFIED {
+		e.Source = pb.Source_SOURCE_AMI
+	}
 	e.ReceivedTime = timestamppb.New(now)
 	if e.PbxTime == nil {
 		e.PbxTime = e.ReceivedTime
 	}
 	e.SessionSeq = s.seq
 	e.SessionId = s.sessionID
-	return s.pub.PublishRetry(ctx, e, s.log)
+	ok, err := s.out.Enqueue(e)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.metrics.dropped.WithLabelValues(s.pbx.ID).Inc()
+		return nil
+	}
+	s.metrics.events.WithLabelValues(s.pbx.ID, e.Source.String()).Inc()
+	return nil
 }
 
-func (s *session) publishConn(ctx context.Context, state pb.PbxConnection_State, detail, banner string) {
+func (s *session) publishConn(state pb.PbxConnection_State, detail, banner string) {
 	e := &pb.Event{Payload: &pb.Event_PbxConnection{PbxConnection: &pb.PbxConnection{
 		State: state, Detail: detail, Banner: banner, Attempt: s.attempt,
 	}}}
-	if err := s.publish(ctx, e); err != nil && ctx.Err() == nil {
+	if err := s.publish(e); err != nil {
 		s.log.Error("publish connection state", "err", err)
 	}
 }

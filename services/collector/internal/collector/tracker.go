@@ -15,13 +15,19 @@ type channelTracker struct {
 	live    map[string]*pb.Channel
 	created map[string]uint64 // uniqueid -> event seq of Newchannel
 	hungup  map[string]uint64 // uniqueid -> event seq of Hangup
+	updated map[string]uint64 // uniqueid -> event seq of the last change
 }
 
 func newChannelTracker() *channelTracker {
-	return &channelTracker{live: map[string]*pb.Channel{}, created: map[string]uint64{}, hungup: map[string]uint64{}}
+	return &channelTracker{
+		live: map[string]*pb.Channel{}, created: map[string]uint64{}, hungup: map[string]uint64{}, updated: map[string]uint64{},
+	}
 }
 
 func (t *channelTracker) observe(seq uint64, e *pb.Event) {
+	if id := e.GetRefs().GetUniqueid(); id != "" {
+		t.updated[id] = seq
+	}
 	switch p := e.Payload.(type) {
 	case *pb.Event_ChannelCreated:
 		ch := p.ChannelCreated.Channel
@@ -36,6 +42,10 @@ func (t *channelTracker) observe(seq uint64, e *pb.Event) {
 	case *pb.Event_BridgeLeave:
 		if ch, ok := t.live[p.BridgeLeave.Channel.Uniqueid]; ok {
 			ch.BridgeId = ""
+		}
+	case *pb.Event_ChannelRenamed:
+		if ch, ok := t.live[p.ChannelRenamed.Channel.Uniqueid]; ok {
+			ch.Name = p.ChannelRenamed.NewName
 		}
 	case *pb.Event_ChannelHungUp:
 		id := p.ChannelHungUp.Channel.Uniqueid
@@ -88,6 +98,29 @@ func (t *channelTracker) reconcile(listed []*pb.Channel, sent uint64) []*pb.Chan
 	return out
 }
 
+// drift counts the channels on which the tracker and a list requested at
+// sent disagree (present or not, state), ignoring channels that events
+// changed after the list was requested.
+func (t *channelTracker) drift(listed []*pb.Channel, sent uint64) int {
+	n := 0
+	in := map[string]bool{}
+	for _, ch := range listed {
+		in[ch.Uniqueid] = true
+		if t.updated[ch.Uniqueid] > sent {
+			continue
+		}
+		if cur, ok := t.live[ch.Uniqueid]; !ok || cur.State != ch.State {
+			n++
+		}
+	}
+	for id := range t.live {
+		if !in[id] && t.updated[id] <= sent {
+			n++
+		}
+	}
+	return n
+}
+
 // forgetBefore drops bookkeeping that no pending list can need any more.
 func (t *channelTracker) forgetBefore(seq uint64) {
 	for id, s := range t.created {
@@ -98,6 +131,11 @@ func (t *channelTracker) forgetBefore(seq uint64) {
 	for id, s := range t.hungup {
 		if s <= seq {
 			delete(t.hungup, id)
+		}
+	}
+	for id, s := range t.updated {
+		if _, live := t.live[id]; !live && s <= seq {
+			delete(t.updated, id)
 		}
 	}
 }
