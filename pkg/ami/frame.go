@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/staskobzar/goami2"
 )
@@ -120,6 +121,11 @@ func Parse(frame []byte) (*goami2.Message, error) {
 		v := string(bytes.TrimRight(val, "\n"))
 		if strings.ContainsAny(v, "\r\n") {
 			v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+		}
+		// Asterisk passes header bytes through (a caller-ID name in
+		// Latin-1, say); everything downstream wants UTF-8 text.
+		if !utf8.ValidString(v) {
+			v = strings.ToValidUTF8(v, "\uFFFD")
 		}
 		msg.AddField(string(line[:k]), v)
 	}

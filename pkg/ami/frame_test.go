@@ -170,3 +170,15 @@ func firstN[T any](s []T, n int) []T {
 	}
 	return s[:n]
 }
+
+// A Latin-1 caller-ID name is not UTF-8; it must not make the event
+// unencodable downstream.
+func TestParseInvalidUTF8(t *testing.T) {
+	m, err := Parse([]byte("Event: Newchannel\r\nCallerIDName: Jos\xe9\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Field("CallerIDName"); got != "Jos\uFFFD" {
+		t.Fatalf("got %q", got)
+	}
+}

@@ -84,6 +84,8 @@ func Kind(ev *pb.Event) (domain, typ string) {
 		return DomainEndpoint, "peer"
 	case *pb.Event_ExtensionStatus:
 		return DomainEndpoint, "extension"
+	case *pb.Event_ChannelHangupRequest:
+		return DomainCall, "hangup_request"
 	case *pb.Event_ChannelHold:
 		return DomainCall, "hold"
 	case *pb.Event_Dtmf:

@@ -288,7 +288,7 @@ func (x Transfer_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Transfer_Kind.Descriptor instead.
 func (Transfer_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{22, 0}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{23, 0}
 }
 
 type BridgeLifecycle_Action int32
@@ -337,7 +337,7 @@ func (x BridgeLifecycle_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BridgeLifecycle_Action.Descriptor instead.
 func (BridgeLifecycle_Action) EnumDescriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{25, 0}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{26, 0}
 }
 
 type QueueCaller_Action int32
@@ -393,7 +393,7 @@ func (x QueueCaller_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use QueueCaller_Action.Descriptor instead.
 func (QueueCaller_Action) EnumDescriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{30, 0}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{31, 0}
 }
 
 type QueueAgent_Action int32
@@ -448,7 +448,7 @@ func (x QueueAgent_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use QueueAgent_Action.Descriptor instead.
 func (QueueAgent_Action) EnumDescriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{31, 0}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{32, 0}
 }
 
 // Event is the envelope every event shares.
@@ -500,6 +500,7 @@ type Event struct {
 	//	*Event_BridgeLifecycle
 	//	*Event_ChannelVarSet
 	//	*Event_StasisApp
+	//	*Event_ChannelHangupRequest
 	//	*Event_QueueSummary
 	//	*Event_QueueMember
 	//	*Event_QueueCaller
@@ -830,6 +831,15 @@ func (x *Event) GetStasisApp() *StasisApp {
 	return nil
 }
 
+func (x *Event) GetChannelHangupRequest() *ChannelHangupRequest {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ChannelHangupRequest); ok {
+			return x.ChannelHangupRequest
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetQueueSummary() *QueueSummary {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_QueueSummary); ok {
@@ -1011,6 +1021,10 @@ type Event_StasisApp struct {
 	StasisApp *StasisApp `protobuf:"bytes,46,opt,name=stasis_app,json=stasisApp,proto3,oneof"`
 }
 
+type Event_ChannelHangupRequest struct {
+	ChannelHangupRequest *ChannelHangupRequest `protobuf:"bytes,47,opt,name=channel_hangup_request,json=channelHangupRequest,proto3,oneof"`
+}
+
 type Event_QueueSummary struct {
 	QueueSummary *QueueSummary `protobuf:"bytes,60,opt,name=queue_summary,json=queueSummary,proto3,oneof"`
 }
@@ -1094,6 +1108,8 @@ func (*Event_BridgeLifecycle) isEvent_Payload() {}
 func (*Event_ChannelVarSet) isEvent_Payload() {}
 
 func (*Event_StasisApp) isEvent_Payload() {}
+
+func (*Event_ChannelHangupRequest) isEvent_Payload() {}
 
 func (*Event_QueueSummary) isEvent_Payload() {}
 
@@ -2579,6 +2595,71 @@ func (x *ExtensionStatus) GetStatusText() string {
 	return ""
 }
 
+// ChannelHangupRequest is a request to hang up a channel, before its
+// Hangup: a hard request (soft = false) on a channel says that party hung
+// up (e.g. its phone sent BYE), which is how a call's history knows who
+// ended it. AMI HangupRequest / SoftHangupRequest, ARI ChannelHangupRequest.
+type ChannelHangupRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel *Channel               `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// Q.850 cause when the request carries one (0 otherwise).
+	Cause         int32 `protobuf:"varint,2,opt,name=cause,proto3" json:"cause,omitempty"`
+	Soft          bool  `protobuf:"varint,3,opt,name=soft,proto3" json:"soft,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelHangupRequest) Reset() {
+	*x = ChannelHangupRequest{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelHangupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelHangupRequest) ProtoMessage() {}
+
+func (x *ChannelHangupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelHangupRequest.ProtoReflect.Descriptor instead.
+func (*ChannelHangupRequest) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ChannelHangupRequest) GetChannel() *Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return nil
+}
+
+func (x *ChannelHangupRequest) GetCause() int32 {
+	if x != nil {
+		return x.Cause
+	}
+	return 0
+}
+
+func (x *ChannelHangupRequest) GetSoft() bool {
+	if x != nil {
+		return x.Soft
+	}
+	return false
+}
+
 // ChannelHold is a channel put on hold (held = true) or taken off hold.
 type ChannelHold struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2591,7 +2672,7 @@ type ChannelHold struct {
 
 func (x *ChannelHold) Reset() {
 	*x = ChannelHold{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[20]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2684,7 @@ func (x *ChannelHold) String() string {
 func (*ChannelHold) ProtoMessage() {}
 
 func (x *ChannelHold) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[20]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2697,7 @@ func (x *ChannelHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelHold.ProtoReflect.Descriptor instead.
 func (*ChannelHold) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ChannelHold) GetChannel() *Channel {
@@ -2654,7 +2735,7 @@ type Dtmf struct {
 
 func (x *Dtmf) Reset() {
 	*x = Dtmf{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[21]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2666,7 +2747,7 @@ func (x *Dtmf) String() string {
 func (*Dtmf) ProtoMessage() {}
 
 func (x *Dtmf) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[21]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2679,7 +2760,7 @@ func (x *Dtmf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dtmf.ProtoReflect.Descriptor instead.
 func (*Dtmf) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Dtmf) GetChannel() *Channel {
@@ -2739,7 +2820,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[22]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2751,7 +2832,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[22]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2764,7 +2845,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Transfer) GetKind() Transfer_Kind {
@@ -2872,7 +2953,7 @@ type LocalBridge struct {
 
 func (x *LocalBridge) Reset() {
 	*x = LocalBridge{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[23]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2884,7 +2965,7 @@ func (x *LocalBridge) String() string {
 func (*LocalBridge) ProtoMessage() {}
 
 func (x *LocalBridge) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[23]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2897,7 +2978,7 @@ func (x *LocalBridge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalBridge.ProtoReflect.Descriptor instead.
 func (*LocalBridge) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LocalBridge) GetLocalOne() *Channel {
@@ -2946,7 +3027,7 @@ type ChannelRenamed struct {
 
 func (x *ChannelRenamed) Reset() {
 	*x = ChannelRenamed{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[24]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3039,7 @@ func (x *ChannelRenamed) String() string {
 func (*ChannelRenamed) ProtoMessage() {}
 
 func (x *ChannelRenamed) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[24]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3052,7 @@ func (x *ChannelRenamed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelRenamed.ProtoReflect.Descriptor instead.
 func (*ChannelRenamed) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ChannelRenamed) GetChannel() *Channel {
@@ -3004,7 +3085,7 @@ type BridgeLifecycle struct {
 
 func (x *BridgeLifecycle) Reset() {
 	*x = BridgeLifecycle{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[25]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3016,7 +3097,7 @@ func (x *BridgeLifecycle) String() string {
 func (*BridgeLifecycle) ProtoMessage() {}
 
 func (x *BridgeLifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[25]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3029,7 +3110,7 @@ func (x *BridgeLifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BridgeLifecycle.ProtoReflect.Descriptor instead.
 func (*BridgeLifecycle) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *BridgeLifecycle) GetAction() BridgeLifecycle_Action {
@@ -3093,7 +3174,7 @@ type ChannelVarSet struct {
 
 func (x *ChannelVarSet) Reset() {
 	*x = ChannelVarSet{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[26]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3105,7 +3186,7 @@ func (x *ChannelVarSet) String() string {
 func (*ChannelVarSet) ProtoMessage() {}
 
 func (x *ChannelVarSet) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[26]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3118,7 +3199,7 @@ func (x *ChannelVarSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelVarSet.ProtoReflect.Descriptor instead.
 func (*ChannelVarSet) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ChannelVarSet) GetChannel() *Channel {
@@ -3157,7 +3238,7 @@ type StasisApp struct {
 
 func (x *StasisApp) Reset() {
 	*x = StasisApp{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[27]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3169,7 +3250,7 @@ func (x *StasisApp) String() string {
 func (*StasisApp) ProtoMessage() {}
 
 func (x *StasisApp) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[27]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3182,7 +3263,7 @@ func (x *StasisApp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StasisApp.ProtoReflect.Descriptor instead.
 func (*StasisApp) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StasisApp) GetStarted() bool {
@@ -3244,7 +3325,7 @@ type QueueSummary struct {
 
 func (x *QueueSummary) Reset() {
 	*x = QueueSummary{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[28]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3256,7 +3337,7 @@ func (x *QueueSummary) String() string {
 func (*QueueSummary) ProtoMessage() {}
 
 func (x *QueueSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[28]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3269,7 +3350,7 @@ func (x *QueueSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueSummary.ProtoReflect.Descriptor instead.
 func (*QueueSummary) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *QueueSummary) GetQueue() string {
@@ -3386,7 +3467,7 @@ type QueueMember struct {
 
 func (x *QueueMember) Reset() {
 	*x = QueueMember{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[29]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3398,7 +3479,7 @@ func (x *QueueMember) String() string {
 func (*QueueMember) ProtoMessage() {}
 
 func (x *QueueMember) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[29]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3411,7 +3492,7 @@ func (x *QueueMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueMember.ProtoReflect.Descriptor instead.
 func (*QueueMember) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *QueueMember) GetQueue() string {
@@ -3544,7 +3625,7 @@ type QueueCaller struct {
 
 func (x *QueueCaller) Reset() {
 	*x = QueueCaller{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[30]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3556,7 +3637,7 @@ func (x *QueueCaller) String() string {
 func (*QueueCaller) ProtoMessage() {}
 
 func (x *QueueCaller) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[30]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3569,7 +3650,7 @@ func (x *QueueCaller) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueCaller.ProtoReflect.Descriptor instead.
 func (*QueueCaller) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *QueueCaller) GetAction() QueueCaller_Action {
@@ -3643,7 +3724,7 @@ type QueueAgent struct {
 
 func (x *QueueAgent) Reset() {
 	*x = QueueAgent{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[31]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3655,7 +3736,7 @@ func (x *QueueAgent) String() string {
 func (*QueueAgent) ProtoMessage() {}
 
 func (x *QueueAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[31]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3668,7 +3749,7 @@ func (x *QueueAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueAgent.ProtoReflect.Descriptor instead.
 func (*QueueAgent) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *QueueAgent) GetAction() QueueAgent_Action {
@@ -3754,7 +3835,7 @@ type QueuesSnapshot struct {
 
 func (x *QueuesSnapshot) Reset() {
 	*x = QueuesSnapshot{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[32]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3766,7 +3847,7 @@ func (x *QueuesSnapshot) String() string {
 func (*QueuesSnapshot) ProtoMessage() {}
 
 func (x *QueuesSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[32]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3779,7 +3860,7 @@ func (x *QueuesSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueuesSnapshot.ProtoReflect.Descriptor instead.
 func (*QueuesSnapshot) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *QueuesSnapshot) GetQueues() []*QueueSummary {
@@ -3817,7 +3898,7 @@ type Reconciliation struct {
 
 func (x *Reconciliation) Reset() {
 	*x = Reconciliation{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[33]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3829,7 +3910,7 @@ func (x *Reconciliation) String() string {
 func (*Reconciliation) ProtoMessage() {}
 
 func (x *Reconciliation) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[33]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3842,7 +3923,7 @@ func (x *Reconciliation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reconciliation.ProtoReflect.Descriptor instead.
 func (*Reconciliation) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Reconciliation) GetChannelsDrift() uint32 {
@@ -3880,7 +3961,7 @@ type AriEvent struct {
 
 func (x *AriEvent) Reset() {
 	*x = AriEvent{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[34]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3892,7 +3973,7 @@ func (x *AriEvent) String() string {
 func (*AriEvent) ProtoMessage() {}
 
 func (x *AriEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[34]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3905,7 +3986,7 @@ func (x *AriEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AriEvent.ProtoReflect.Descriptor instead.
 func (*AriEvent) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AriEvent) GetType() string {
@@ -3950,7 +4031,7 @@ type Audit struct {
 
 func (x *Audit) Reset() {
 	*x = Audit{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[35]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3962,7 +4043,7 @@ func (x *Audit) String() string {
 func (*Audit) ProtoMessage() {}
 
 func (x *Audit) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[35]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3975,7 +4056,7 @@ func (x *Audit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Audit.ProtoReflect.Descriptor instead.
 func (*Audit) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Audit) GetAction() string {
@@ -4024,7 +4105,7 @@ var File_pbxpulse_v1_events_proto protoreflect.FileDescriptor
 
 const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x18pbxpulse/v1/events.proto\x12\vpbxpulse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x13\n" +
+	"\x18pbxpulse/v1/events.proto\x12\vpbxpulse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x14\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x15\n" +
@@ -4063,7 +4144,8 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\x10bridge_lifecycle\x18, \x01(\v2\x1c.pbxpulse.v1.BridgeLifecycleH\x00R\x0fbridgeLifecycle\x12D\n" +
 	"\x0fchannel_var_set\x18- \x01(\v2\x1a.pbxpulse.v1.ChannelVarSetH\x00R\rchannelVarSet\x127\n" +
 	"\n" +
-	"stasis_app\x18. \x01(\v2\x16.pbxpulse.v1.StasisAppH\x00R\tstasisApp\x12@\n" +
+	"stasis_app\x18. \x01(\v2\x16.pbxpulse.v1.StasisAppH\x00R\tstasisApp\x12Y\n" +
+	"\x16channel_hangup_request\x18/ \x01(\v2!.pbxpulse.v1.ChannelHangupRequestH\x00R\x14channelHangupRequest\x12@\n" +
 	"\rqueue_summary\x18< \x01(\v2\x19.pbxpulse.v1.QueueSummaryH\x00R\fqueueSummary\x12=\n" +
 	"\fqueue_member\x18= \x01(\v2\x18.pbxpulse.v1.QueueMemberH\x00R\vqueueMember\x12=\n" +
 	"\fqueue_caller\x18> \x01(\v2\x18.pbxpulse.v1.QueueCallerH\x00R\vqueueCaller\x12:\n" +
@@ -4213,7 +4295,11 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\x04hint\x18\x03 \x01(\tR\x04hint\x12\x16\n" +
 	"\x06status\x18\x04 \x01(\x05R\x06status\x12\x1f\n" +
 	"\vstatus_text\x18\x05 \x01(\tR\n" +
-	"statusText\"r\n" +
+	"statusText\"p\n" +
+	"\x14ChannelHangupRequest\x12.\n" +
+	"\achannel\x18\x01 \x01(\v2\x14.pbxpulse.v1.ChannelR\achannel\x12\x14\n" +
+	"\x05cause\x18\x02 \x01(\x05R\x05cause\x12\x12\n" +
+	"\x04soft\x18\x03 \x01(\bR\x04soft\"r\n" +
 	"\vChannelHold\x12.\n" +
 	"\achannel\x18\x01 \x01(\v2\x14.pbxpulse.v1.ChannelR\achannel\x12\x12\n" +
 	"\x04held\x18\x02 \x01(\bR\x04held\x12\x1f\n" +
@@ -4409,7 +4495,7 @@ func file_pbxpulse_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_pbxpulse_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_pbxpulse_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_pbxpulse_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_pbxpulse_v1_events_proto_goTypes = []any{
 	(Source)(0),                   // 0: pbxpulse.v1.Source
 	(Technology)(0),               // 1: pbxpulse.v1.Technology
@@ -4439,28 +4525,29 @@ var file_pbxpulse_v1_events_proto_goTypes = []any{
 	(*LogLine)(nil),               // 25: pbxpulse.v1.LogLine
 	(*PeerStatus)(nil),            // 26: pbxpulse.v1.PeerStatus
 	(*ExtensionStatus)(nil),       // 27: pbxpulse.v1.ExtensionStatus
-	(*ChannelHold)(nil),           // 28: pbxpulse.v1.ChannelHold
-	(*Dtmf)(nil),                  // 29: pbxpulse.v1.Dtmf
-	(*Transfer)(nil),              // 30: pbxpulse.v1.Transfer
-	(*LocalBridge)(nil),           // 31: pbxpulse.v1.LocalBridge
-	(*ChannelRenamed)(nil),        // 32: pbxpulse.v1.ChannelRenamed
-	(*BridgeLifecycle)(nil),       // 33: pbxpulse.v1.BridgeLifecycle
-	(*ChannelVarSet)(nil),         // 34: pbxpulse.v1.ChannelVarSet
-	(*StasisApp)(nil),             // 35: pbxpulse.v1.StasisApp
-	(*QueueSummary)(nil),          // 36: pbxpulse.v1.QueueSummary
-	(*QueueMember)(nil),           // 37: pbxpulse.v1.QueueMember
-	(*QueueCaller)(nil),           // 38: pbxpulse.v1.QueueCaller
-	(*QueueAgent)(nil),            // 39: pbxpulse.v1.QueueAgent
-	(*QueuesSnapshot)(nil),        // 40: pbxpulse.v1.QueuesSnapshot
-	(*Reconciliation)(nil),        // 41: pbxpulse.v1.Reconciliation
-	(*AriEvent)(nil),              // 42: pbxpulse.v1.AriEvent
-	(*Audit)(nil),                 // 43: pbxpulse.v1.Audit
-	(*timestamppb.Timestamp)(nil), // 44: google.protobuf.Timestamp
+	(*ChannelHangupRequest)(nil),  // 28: pbxpulse.v1.ChannelHangupRequest
+	(*ChannelHold)(nil),           // 29: pbxpulse.v1.ChannelHold
+	(*Dtmf)(nil),                  // 30: pbxpulse.v1.Dtmf
+	(*Transfer)(nil),              // 31: pbxpulse.v1.Transfer
+	(*LocalBridge)(nil),           // 32: pbxpulse.v1.LocalBridge
+	(*ChannelRenamed)(nil),        // 33: pbxpulse.v1.ChannelRenamed
+	(*BridgeLifecycle)(nil),       // 34: pbxpulse.v1.BridgeLifecycle
+	(*ChannelVarSet)(nil),         // 35: pbxpulse.v1.ChannelVarSet
+	(*StasisApp)(nil),             // 36: pbxpulse.v1.StasisApp
+	(*QueueSummary)(nil),          // 37: pbxpulse.v1.QueueSummary
+	(*QueueMember)(nil),           // 38: pbxpulse.v1.QueueMember
+	(*QueueCaller)(nil),           // 39: pbxpulse.v1.QueueCaller
+	(*QueueAgent)(nil),            // 40: pbxpulse.v1.QueueAgent
+	(*QueuesSnapshot)(nil),        // 41: pbxpulse.v1.QueuesSnapshot
+	(*Reconciliation)(nil),        // 42: pbxpulse.v1.Reconciliation
+	(*AriEvent)(nil),              // 43: pbxpulse.v1.AriEvent
+	(*Audit)(nil),                 // 44: pbxpulse.v1.Audit
+	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
 }
 var file_pbxpulse_v1_events_proto_depIdxs = []int32{
 	0,  // 0: pbxpulse.v1.Event.source:type_name -> pbxpulse.v1.Source
-	44, // 1: pbxpulse.v1.Event.pbx_time:type_name -> google.protobuf.Timestamp
-	44, // 2: pbxpulse.v1.Event.received_time:type_name -> google.protobuf.Timestamp
+	45, // 1: pbxpulse.v1.Event.pbx_time:type_name -> google.protobuf.Timestamp
+	45, // 2: pbxpulse.v1.Event.received_time:type_name -> google.protobuf.Timestamp
 	9,  // 3: pbxpulse.v1.Event.refs:type_name -> pbxpulse.v1.PbxRefs
 	10, // 4: pbxpulse.v1.Event.pbx_connection:type_name -> pbxpulse.v1.PbxConnection
 	11, // 5: pbxpulse.v1.Event.endpoint_state:type_name -> pbxpulse.v1.EndpointState
@@ -4478,65 +4565,67 @@ var file_pbxpulse_v1_events_proto_depIdxs = []int32{
 	24, // 17: pbxpulse.v1.Event.channels_snapshot:type_name -> pbxpulse.v1.ChannelsSnapshot
 	26, // 18: pbxpulse.v1.Event.peer_status:type_name -> pbxpulse.v1.PeerStatus
 	27, // 19: pbxpulse.v1.Event.extension_status:type_name -> pbxpulse.v1.ExtensionStatus
-	28, // 20: pbxpulse.v1.Event.channel_hold:type_name -> pbxpulse.v1.ChannelHold
-	29, // 21: pbxpulse.v1.Event.dtmf:type_name -> pbxpulse.v1.Dtmf
-	30, // 22: pbxpulse.v1.Event.transfer:type_name -> pbxpulse.v1.Transfer
-	31, // 23: pbxpulse.v1.Event.local_bridge:type_name -> pbxpulse.v1.LocalBridge
-	32, // 24: pbxpulse.v1.Event.channel_renamed:type_name -> pbxpulse.v1.ChannelRenamed
-	33, // 25: pbxpulse.v1.Event.bridge_lifecycle:type_name -> pbxpulse.v1.BridgeLifecycle
-	34, // 26: pbxpulse.v1.Event.channel_var_set:type_name -> pbxpulse.v1.ChannelVarSet
-	35, // 27: pbxpulse.v1.Event.stasis_app:type_name -> pbxpulse.v1.StasisApp
-	36, // 28: pbxpulse.v1.Event.queue_summary:type_name -> pbxpulse.v1.QueueSummary
-	37, // 29: pbxpulse.v1.Event.queue_member:type_name -> pbxpulse.v1.QueueMember
-	38, // 30: pbxpulse.v1.Event.queue_caller:type_name -> pbxpulse.v1.QueueCaller
-	39, // 31: pbxpulse.v1.Event.queue_agent:type_name -> pbxpulse.v1.QueueAgent
-	40, // 32: pbxpulse.v1.Event.queues_snapshot:type_name -> pbxpulse.v1.QueuesSnapshot
-	41, // 33: pbxpulse.v1.Event.reconciliation:type_name -> pbxpulse.v1.Reconciliation
-	42, // 34: pbxpulse.v1.Event.ari_event:type_name -> pbxpulse.v1.AriEvent
-	43, // 35: pbxpulse.v1.Event.audit:type_name -> pbxpulse.v1.Audit
-	25, // 36: pbxpulse.v1.Event.log_line:type_name -> pbxpulse.v1.LogLine
-	3,  // 37: pbxpulse.v1.PbxConnection.state:type_name -> pbxpulse.v1.PbxConnection.State
-	1,  // 38: pbxpulse.v1.EndpointState.technology:type_name -> pbxpulse.v1.Technology
-	2,  // 39: pbxpulse.v1.EndpointState.kind:type_name -> pbxpulse.v1.EndpointKind
-	1,  // 40: pbxpulse.v1.TrunkRegistration.technology:type_name -> pbxpulse.v1.Technology
-	15, // 41: pbxpulse.v1.ChannelCreated.channel:type_name -> pbxpulse.v1.Channel
-	15, // 42: pbxpulse.v1.ChannelStateChanged.channel:type_name -> pbxpulse.v1.Channel
-	15, // 43: pbxpulse.v1.CallerIdChanged.channel:type_name -> pbxpulse.v1.Channel
-	15, // 44: pbxpulse.v1.ChannelHungUp.channel:type_name -> pbxpulse.v1.Channel
-	15, // 45: pbxpulse.v1.DialBegin.caller:type_name -> pbxpulse.v1.Channel
-	15, // 46: pbxpulse.v1.DialBegin.callee:type_name -> pbxpulse.v1.Channel
-	15, // 47: pbxpulse.v1.DialEnd.caller:type_name -> pbxpulse.v1.Channel
-	15, // 48: pbxpulse.v1.DialEnd.callee:type_name -> pbxpulse.v1.Channel
-	15, // 49: pbxpulse.v1.BridgeEnter.channel:type_name -> pbxpulse.v1.Channel
-	15, // 50: pbxpulse.v1.BridgeLeave.channel:type_name -> pbxpulse.v1.Channel
-	15, // 51: pbxpulse.v1.ChannelsSnapshot.channels:type_name -> pbxpulse.v1.Channel
-	1,  // 52: pbxpulse.v1.PeerStatus.technology:type_name -> pbxpulse.v1.Technology
-	15, // 53: pbxpulse.v1.ChannelHold.channel:type_name -> pbxpulse.v1.Channel
-	15, // 54: pbxpulse.v1.Dtmf.channel:type_name -> pbxpulse.v1.Channel
-	4,  // 55: pbxpulse.v1.Transfer.kind:type_name -> pbxpulse.v1.Transfer.Kind
-	15, // 56: pbxpulse.v1.Transfer.transferer:type_name -> pbxpulse.v1.Channel
-	15, // 57: pbxpulse.v1.Transfer.transferee:type_name -> pbxpulse.v1.Channel
-	15, // 58: pbxpulse.v1.Transfer.second_transferer:type_name -> pbxpulse.v1.Channel
-	15, // 59: pbxpulse.v1.Transfer.target:type_name -> pbxpulse.v1.Channel
-	15, // 60: pbxpulse.v1.LocalBridge.local_one:type_name -> pbxpulse.v1.Channel
-	15, // 61: pbxpulse.v1.LocalBridge.local_two:type_name -> pbxpulse.v1.Channel
-	15, // 62: pbxpulse.v1.ChannelRenamed.channel:type_name -> pbxpulse.v1.Channel
-	5,  // 63: pbxpulse.v1.BridgeLifecycle.action:type_name -> pbxpulse.v1.BridgeLifecycle.Action
-	15, // 64: pbxpulse.v1.ChannelVarSet.channel:type_name -> pbxpulse.v1.Channel
-	15, // 65: pbxpulse.v1.StasisApp.channel:type_name -> pbxpulse.v1.Channel
-	6,  // 66: pbxpulse.v1.QueueCaller.action:type_name -> pbxpulse.v1.QueueCaller.Action
-	15, // 67: pbxpulse.v1.QueueCaller.channel:type_name -> pbxpulse.v1.Channel
-	7,  // 68: pbxpulse.v1.QueueAgent.action:type_name -> pbxpulse.v1.QueueAgent.Action
-	15, // 69: pbxpulse.v1.QueueAgent.caller:type_name -> pbxpulse.v1.Channel
-	15, // 70: pbxpulse.v1.QueueAgent.agent:type_name -> pbxpulse.v1.Channel
-	36, // 71: pbxpulse.v1.QueuesSnapshot.queues:type_name -> pbxpulse.v1.QueueSummary
-	37, // 72: pbxpulse.v1.QueuesSnapshot.members:type_name -> pbxpulse.v1.QueueMember
-	38, // 73: pbxpulse.v1.QueuesSnapshot.callers:type_name -> pbxpulse.v1.QueueCaller
-	74, // [74:74] is the sub-list for method output_type
-	74, // [74:74] is the sub-list for method input_type
-	74, // [74:74] is the sub-list for extension type_name
-	74, // [74:74] is the sub-list for extension extendee
-	0,  // [0:74] is the sub-list for field type_name
+	29, // 20: pbxpulse.v1.Event.channel_hold:type_name -> pbxpulse.v1.ChannelHold
+	30, // 21: pbxpulse.v1.Event.dtmf:type_name -> pbxpulse.v1.Dtmf
+	31, // 22: pbxpulse.v1.Event.transfer:type_name -> pbxpulse.v1.Transfer
+	32, // 23: pbxpulse.v1.Event.local_bridge:type_name -> pbxpulse.v1.LocalBridge
+	33, // 24: pbxpulse.v1.Event.channel_renamed:type_name -> pbxpulse.v1.ChannelRenamed
+	34, // 25: pbxpulse.v1.Event.bridge_lifecycle:type_name -> pbxpulse.v1.BridgeLifecycle
+	35, // 26: pbxpulse.v1.Event.channel_var_set:type_name -> pbxpulse.v1.ChannelVarSet
+	36, // 27: pbxpulse.v1.Event.stasis_app:type_name -> pbxpulse.v1.StasisApp
+	28, // 28: pbxpulse.v1.Event.channel_hangup_request:type_name -> pbxpulse.v1.ChannelHangupRequest
+	37, // 29: pbxpulse.v1.Event.queue_summary:type_name -> pbxpulse.v1.QueueSummary
+	38, // 30: pbxpulse.v1.Event.queue_member:type_name -> pbxpulse.v1.QueueMember
+	39, // 31: pbxpulse.v1.Event.queue_caller:type_name -> pbxpulse.v1.QueueCaller
+	40, // 32: pbxpulse.v1.Event.queue_agent:type_name -> pbxpulse.v1.QueueAgent
+	41, // 33: pbxpulse.v1.Event.queues_snapshot:type_name -> pbxpulse.v1.QueuesSnapshot
+	42, // 34: pbxpulse.v1.Event.reconciliation:type_name -> pbxpulse.v1.Reconciliation
+	43, // 35: pbxpulse.v1.Event.ari_event:type_name -> pbxpulse.v1.AriEvent
+	44, // 36: pbxpulse.v1.Event.audit:type_name -> pbxpulse.v1.Audit
+	25, // 37: pbxpulse.v1.Event.log_line:type_name -> pbxpulse.v1.LogLine
+	3,  // 38: pbxpulse.v1.PbxConnection.state:type_name -> pbxpulse.v1.PbxConnection.State
+	1,  // 39: pbxpulse.v1.EndpointState.technology:type_name -> pbxpulse.v1.Technology
+	2,  // 40: pbxpulse.v1.EndpointState.kind:type_name -> pbxpulse.v1.EndpointKind
+	1,  // 41: pbxpulse.v1.TrunkRegistration.technology:type_name -> pbxpulse.v1.Technology
+	15, // 42: pbxpulse.v1.ChannelCreated.channel:type_name -> pbxpulse.v1.Channel
+	15, // 43: pbxpulse.v1.ChannelStateChanged.channel:type_name -> pbxpulse.v1.Channel
+	15, // 44: pbxpulse.v1.CallerIdChanged.channel:type_name -> pbxpulse.v1.Channel
+	15, // 45: pbxpulse.v1.ChannelHungUp.channel:type_name -> pbxpulse.v1.Channel
+	15, // 46: pbxpulse.v1.DialBegin.caller:type_name -> pbxpulse.v1.Channel
+	15, // 47: pbxpulse.v1.DialBegin.callee:type_name -> pbxpulse.v1.Channel
+	15, // 48: pbxpulse.v1.DialEnd.caller:type_name -> pbxpulse.v1.Channel
+	15, // 49: pbxpulse.v1.DialEnd.callee:type_name -> pbxpulse.v1.Channel
+	15, // 50: pbxpulse.v1.BridgeEnter.channel:type_name -> pbxpulse.v1.Channel
+	15, // 51: pbxpulse.v1.BridgeLeave.channel:type_name -> pbxpulse.v1.Channel
+	15, // 52: pbxpulse.v1.ChannelsSnapshot.channels:type_name -> pbxpulse.v1.Channel
+	1,  // 53: pbxpulse.v1.PeerStatus.technology:type_name -> pbxpulse.v1.Technology
+	15, // 54: pbxpulse.v1.ChannelHangupRequest.channel:type_name -> pbxpulse.v1.Channel
+	15, // 55: pbxpulse.v1.ChannelHold.channel:type_name -> pbxpulse.v1.Channel
+	15, // 56: pbxpulse.v1.Dtmf.channel:type_name -> pbxpulse.v1.Channel
+	4,  // 57: pbxpulse.v1.Transfer.kind:type_name -> pbxpulse.v1.Transfer.Kind
+	15, // 58: pbxpulse.v1.Transfer.transferer:type_name -> pbxpulse.v1.Channel
+	15, // 59: pbxpulse.v1.Transfer.transferee:type_name -> pbxpulse.v1.Channel
+	15, // 60: pbxpulse.v1.Transfer.second_transferer:type_name -> pbxpulse.v1.Channel
+	15, // 61: pbxpulse.v1.Transfer.target:type_name -> pbxpulse.v1.Channel
+	15, // 62: pbxpulse.v1.LocalBridge.local_one:type_name -> pbxpulse.v1.Channel
+	15, // 63: pbxpulse.v1.LocalBridge.local_two:type_name -> pbxpulse.v1.Channel
+	15, // 64: pbxpulse.v1.ChannelRenamed.channel:type_name -> pbxpulse.v1.Channel
+	5,  // 65: pbxpulse.v1.BridgeLifecycle.action:type_name -> pbxpulse.v1.BridgeLifecycle.Action
+	15, // 66: pbxpulse.v1.ChannelVarSet.channel:type_name -> pbxpulse.v1.Channel
+	15, // 67: pbxpulse.v1.StasisApp.channel:type_name -> pbxpulse.v1.Channel
+	6,  // 68: pbxpulse.v1.QueueCaller.action:type_name -> pbxpulse.v1.QueueCaller.Action
+	15, // 69: pbxpulse.v1.QueueCaller.channel:type_name -> pbxpulse.v1.Channel
+	7,  // 70: pbxpulse.v1.QueueAgent.action:type_name -> pbxpulse.v1.QueueAgent.Action
+	15, // 71: pbxpulse.v1.QueueAgent.caller:type_name -> pbxpulse.v1.Channel
+	15, // 72: pbxpulse.v1.QueueAgent.agent:type_name -> pbxpulse.v1.Channel
+	37, // 73: pbxpulse.v1.QueuesSnapshot.queues:type_name -> pbxpulse.v1.QueueSummary
+	38, // 74: pbxpulse.v1.QueuesSnapshot.members:type_name -> pbxpulse.v1.QueueMember
+	39, // 75: pbxpulse.v1.QueuesSnapshot.callers:type_name -> pbxpulse.v1.QueueCaller
+	76, // [76:76] is the sub-list for method output_type
+	76, // [76:76] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_pbxpulse_v1_events_proto_init() }
@@ -4569,6 +4658,7 @@ func file_pbxpulse_v1_events_proto_init() {
 		(*Event_BridgeLifecycle)(nil),
 		(*Event_ChannelVarSet)(nil),
 		(*Event_StasisApp)(nil),
+		(*Event_ChannelHangupRequest)(nil),
 		(*Event_QueueSummary)(nil),
 		(*Event_QueueMember)(nil),
 		(*Event_QueueCaller)(nil),
@@ -4585,7 +4675,7 @@ func file_pbxpulse_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pbxpulse_v1_events_proto_rawDesc), len(file_pbxpulse_v1_events_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -125,6 +125,13 @@ func Event(m *goami2.Message) *pb.Event {
 			Channel: ch, Cause: int32(cause), CauseText: m.Field("Cause-txt"),
 		}}
 		r.Refs = chanRefs(ch)
+	case "HangupRequest", "SoftHangupRequest":
+		ch := channel(m)
+		cause, _ := strconv.Atoi(m.Field("Cause"))
+		r.Payload = &pb.Event_ChannelHangupRequest{ChannelHangupRequest: &pb.ChannelHangupRequest{
+			Channel: ch, Cause: int32(cause), Soft: m.Field("Event") == "SoftHangupRequest",
+		}}
+		r.Refs = chanRefs(ch)
 	case "DialBegin":
 		ch, dest := channel(m), destChannel(m)
 		r.Payload = &pb.Event_DialBegin{DialBegin: &pb.DialBegin{Caller: ch, Callee: dest, DialString: m.Field("DialString")}}
