@@ -172,8 +172,9 @@ func Message(ev *pb.Event) (*nats.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal event %s: %w", ev.GetId(), err)
 	}
-	m := nats.NewMsg(subj)
-	m.Data = data
-	m.Header.Set("Content-Type", "application/protobuf; proto=pbxpulse.v1.Event")
+	m := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{"Content-Type": eventContentType}}
 	return m, nil
 }
+
+// eventContentType is shared by every message: nats.go only reads it.
+var eventContentType = []string{"application/protobuf; proto=pbxpulse.v1.Event"}

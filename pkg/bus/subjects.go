@@ -43,10 +43,11 @@ func EventSubject(ev *pb.Event) (string, error) {
 	if d == "" {
 		return "", fmt.Errorf("bus: event %s has no payload", ev.GetId())
 	}
+	// Concatenation, not Sprintf: this runs for every event published.
 	if d == "log" {
-		return fmt.Sprintf("pbx.%s.%s.log.%s", ev.GetTenant(), ev.GetPbxId(), t), nil
+		return "pbx." + ev.GetTenant() + "." + ev.GetPbxId() + ".log." + t, nil
 	}
-	return fmt.Sprintf("pbx.%s.%s.evt.%s.%s", ev.GetTenant(), ev.GetPbxId(), d, t), nil
+	return "pbx." + ev.GetTenant() + "." + ev.GetPbxId() + ".evt." + d + "." + t, nil
 }
 
 // Kind returns the domain and type tokens of an event's subject.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/staskobzar/goami2"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -36,6 +37,9 @@ type session struct {
 	extRe      *regexp.Regexp
 
 	audits chan *pb.Event // from command handlers to the event loop
+
+	// hot-path counters, resolved once
+	cAMI, cEvents, cDropped prometheus.Counter
 
 	// per connection
 	sessionID string
@@ -213,7 +217,7 @@ func (s *session) keepAlive(ctx context.Context, conn *ami.Conn) error {
 
 func (s *session) handleEvent(ev ami.Event, st *state) error {
 	m := ev.Msg
-	s.metrics.amiMsgs.WithLabelValues(s.pbx.ID).Inc()
+	s.counters().cAMI.Inc()
 	switch m.Field("Event") {
 	case "PbxpulseParseError":
 		s.metrics.parseErrs.WithLabelValues(s.pbx.ID).Inc()
@@ -258,11 +262,24 @@ func (s *session) publish(e *pb.Event) error {
 		return err
 	}
 	if !ok {
-		s.metrics.dropped.WithLabelValues(s.pbx.ID).Inc()
+		s.counters().cDropped.Inc()
 		return nil
 	}
-	s.metrics.events.WithLabelValues(s.pbx.ID, e.Source.String()).Inc()
+	if e.Source == pb.Source_SOURCE_AMI {
+		s.counters().cEvents.Inc()
+	} else {
+		s.metrics.events.WithLabelValues(s.pbx.ID, e.Source.String()).Inc()
+	}
 	return nil
+}
+
+func (s *session) counters() *session {
+	if s.cAMI == nil {
+		s.cAMI = s.metrics.amiMsgs.WithLabelValues(s.pbx.ID)
+		s.cEvents = s.metrics.events.WithLabelValues(s.pbx.ID, pb.Source_SOURCE_AMI.String())
+		s.cDropped = s.metrics.dropped.WithLabelValues(s.pbx.ID)
+	}
+	return s
 }
 
 func (s *session) publishConn(state pb.PbxConnection_State, detail, banner string) {
