@@ -287,15 +287,16 @@ type term struct {
 // once, and polls every TTL/3, because an expiry by MaxAge leaves no delete
 // marker to watch.
 func (e *Elector) acquire(ctx context.Context, log *slog.Logger, key string) (term, bool) {
-	var w jetstream.KeyWatcher
+	var w *watcher
 	var updates <-chan jetstream.KeyValueEntry
 	defer func() {
 		if w != nil {
-			_ = w.Stop()
+			w.stop()
 		}
 	}()
 	poll := time.NewTimer(e.renewEvery)
 	defer poll.Stop()
+	failures := 0 // in a row, to log an outage once rather than every poll
 	for {
 		t, err := e.tryAcquire(ctx, key)
 		if err == nil {
@@ -305,6 +306,7 @@ func (e *Elector) acquire(ctx context.Context, log *slog.Logger, key string) (te
 			return term{}, false
 		}
 		if errors.Is(err, errHeld) {
+			failures = 0
 			log.Debug("lease: waiting", "err", err)
 			if w == nil {
 				if w = e.watch(ctx, log, key); w != nil {
@@ -315,7 +317,10 @@ func (e *Elector) acquire(ctx context.Context, log *slog.Logger, key string) (te
 				}
 			}
 		} else {
-			log.Warn("lease: cannot acquire", "err", err)
+			if failures%20 == 0 {
+				log.Warn("lease: cannot acquire", "err", err, "attempts", failures+1)
+			}
+			failures++
 		}
 		poll.Reset(e.renewEvery)
 	wait:
@@ -327,6 +332,7 @@ func (e *Elector) acquire(ctx context.Context, log *slog.Logger, key string) (te
 				break wait
 			case ent, ok := <-updates:
 				if !ok {
+					w.stop()
 					w, updates = nil, nil
 					continue
 				}
@@ -338,15 +344,35 @@ func (e *Elector) acquire(ctx context.Context, log *slog.Logger, key string) (te
 	}
 }
 
-func (e *Elector) watch(ctx context.Context, log *slog.Logger, key string) jetstream.KeyWatcher {
-	wctx, cancel := context.WithTimeout(ctx, e.renewEvery)
-	defer cancel()
+// watch starts a watch of key's updates; on failure it returns nil and the
+// caller polls only.
+func (e *Elector) watch(ctx context.Context, log *slog.Logger, key string) *watcher {
+	// The watch's context is also its lifetime (nats.go unsubscribes when it
+	// ends), so it cannot carry a timeout; a timer bounds the creation
+	// instead, which may otherwise hang through a NATS outage.
+	wctx, cancel := context.WithCancel(ctx)
+	abort := time.AfterFunc(e.renewEvery, cancel)
 	w, err := e.kv.Watch(wctx, key, jetstream.UpdatesOnly())
+	if !abort.Stop() && err == nil {
+		err = errors.New("watch creation timed out")
+		_ = w.Stop()
+	}
 	if err != nil {
+		cancel()
 		log.Debug("lease: cannot watch; polling only", "err", err)
 		return nil
 	}
-	return w
+	return &watcher{w, cancel}
+}
+
+type watcher struct {
+	jetstream.KeyWatcher
+	cancel context.CancelFunc
+}
+
+func (w *watcher) stop() {
+	_ = w.Stop()
+	w.cancel()
 }
 
 // tryAcquire makes one attempt to take key.
@@ -369,6 +395,14 @@ func (e *Elector) tryAcquire(ctx context.Context, key string) (term, error) {
 		return term{}, fmt.Errorf("create: %w (bucket recreated)", err)
 	}
 	ent, gerr := e.kv.Get(ctx, key)
+	if errors.Is(gerr, jetstream.ErrKeyNotFound) {
+		// Released or expired between the two calls.
+		sent = time.Now()
+		if rev, err = e.kv.Create(ctx, key, []byte(e.id)); err == nil {
+			return term{rev, sent}, nil
+		}
+		return term{}, fmt.Errorf("create: %w", err)
+	}
 	if gerr != nil {
 		return term{}, fmt.Errorf("create: %w; get: %w", err, gerr)
 	}
