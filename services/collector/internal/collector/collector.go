@@ -92,7 +92,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				s.run(lctx)
 				// Publish what this leader read before the lease is released,
 				// so that a successor's events come after it in the stream.
-				fctx, cancel := context.WithTimeout(context.Background(), cfg.LeaseTTL/2)
+				// The lease stands for TTL/4 after leadership is given up:
+				// stay within it.
+				fctx, cancel := context.WithTimeout(context.Background(), cfg.LeaseTTL/5)
 				defer cancel()
 				if err := out.Flush(fctx); err != nil {
 					plog.Warn("leadership ends with events unpublished", "err", err)
