@@ -61,20 +61,53 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.ExtensionPattern != "" {
 		extRe = regexp.MustCompile(cfg.ExtensionPattern)
 	}
-	var wg sync.WaitGroup
+	// One lease, outbox and pair of sessions per PBX id: AMI, ARI or both.
+	type watched struct {
+		ami *session
+		ari *ariSession
+	}
+	byID := map[string]*watched{}
+	var order []string
+	get := func(id string) *watched {
+		if w, ok := byID[id]; ok {
+			return w
+		}
+		w := &watched{}
+		byID[id] = w
+		order = append(order, id)
+		return w
+	}
 	for _, p := range pbxs {
-		plog := log.With("pbx", p.ID, "addr", p.Addr)
+		get(p.ID).ami = &session{
+			pbx: p, tenant: cfg.Tenant, keepalive: cfg.Keepalive, reconcile: cfg.ReconcileInterval,
+			maxBackoff: cfg.MaxBackoff, log: log.With("pbx", p.ID, "addr", p.Addr), metrics: m, trunkRe: trunkRe, extRe: extRe,
+			audits: make(chan *pb.Event, 64),
+		}
+		if cfg.Commands {
+			byID[p.ID].ami.nc = nc
+		}
+	}
+	aris, _ := cfg.ARIPBXs()
+	for _, p := range aris {
+		w := get(p.ID)
+		w.ari = &ariSession{
+			pbx: p.ID, tenant: cfg.Tenant, cfg: p.Conf, withAMI: w.ami != nil, maxBackoff: cfg.MaxBackoff,
+			log: log.With("pbx", p.ID, "ari", p.Conf.URL), metrics: m, trunkRe: trunkRe, extRe: extRe,
+		}
+	}
+	var wg sync.WaitGroup
+	for _, id := range order {
+		w := byID[id]
+		plog := log.With("pbx", id)
 		out, err := bus.NewOutbox(nc, bus.OutboxConfig{Capacity: cfg.OutboxCapacity}, plog)
 		if err != nil {
 			return err
 		}
-		s := &session{
-			pbx: p, tenant: cfg.Tenant, out: out, keepalive: cfg.Keepalive, reconcile: cfg.ReconcileInterval,
-			maxBackoff: cfg.MaxBackoff, log: plog, metrics: m, trunkRe: trunkRe, extRe: extRe,
-			audits: make(chan *pb.Event, 64),
+		if w.ami != nil {
+			w.ami.out = out
 		}
-		if cfg.Commands {
-			s.nc = nc
+		if w.ari != nil {
+			w.ari.out = out
 		}
 		// The outbox outlives connections and leadership: what was read
 		// from the PBX is published even after the link or the lease is
@@ -88,8 +121,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		go func() {
 			defer wg.Done()
 			defer ocancel()
-			err := elector.Run(ctx, lease.Key(cfg.Tenant, p.ID), func(lctx context.Context) {
-				s.run(lctx)
+			err := elector.Run(ctx, lease.Key(cfg.Tenant, id), func(lctx context.Context) {
+				var sw sync.WaitGroup
+				if w.ami != nil {
+					sw.Go(func() { w.ami.run(lctx) })
+				}
+				if w.ari != nil {
+					sw.Go(func() { w.ari.run(lctx) })
+				}
+				sw.Wait()
 				// Publish what this leader read before the lease is released,
 				// so that a successor's events come after it in the stream.
 				// The lease stands for TTL/4 after leadership is given up:
@@ -112,7 +152,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		}()
 	}
-	log.Info("collector started", "tenant", cfg.Tenant, "pbxs", len(pbxs), "replica", elector.ID())
+	log.Info("collector started", "tenant", cfg.Tenant, "pbxs", len(order), "replica", elector.ID())
 	wg.Wait()
 	return nil
 }

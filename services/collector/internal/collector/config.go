@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pbxpulse/pbxpulse/pkg/ari"
 	"github.com/pbxpulse/pbxpulse/pkg/config"
 )
 
@@ -21,11 +22,22 @@ type Config struct {
 	Tenant string `env:"TENANT" envDefault:"default"`
 	// AMIHosts lists the PBXs: comma separated "[id=][user:pass@]host:port".
 	// Without an id the host name (dots as dashes) is the PBX id.
-	AMIHosts string `env:"AMI_HOSTS,required"`
+	AMIHosts string `env:"AMI_HOSTS"`
 	// AMIUser and AMIPass are the manager credentials used where an entry
 	// of AMIHosts has none of its own.
 	AMIUser string `env:"AMI_USER" envDefault:"monitor"`
 	AMIPass string `env:"AMI_PASS"`
+	// ARIHosts lists the PBXs followed over ARI: comma separated
+	// "[id=]http(s)://[user:pass@]host:port[/prefix]". A PBX also in
+	// AMIHosts (same id) gets from ARI only what AMI cannot see (Stasis,
+	// playbacks, unknown event types); one only here is followed over ARI
+	// alone.
+	ARIHosts string `env:"ARI_HOSTS"`
+	// ARIUser and ARIPass are the ARI credentials for entries without their own.
+	ARIUser string `env:"ARI_USER" envDefault:"ari"`
+	ARIPass string `env:"ARI_PASS"`
+	// ARIApps are the Stasis applications to subscribe to, comma separated.
+	ARIApps string `env:"ARI_APPS" envDefault:"pbxpulse"`
 	// Keepalive is the interval of AMI Ping; a PBX that does not answer
 	// within the same time is considered gone.
 	Keepalive time.Duration `env:"AMI_KEEPALIVE" envDefault:"5s"`
@@ -62,6 +74,59 @@ type PBX struct {
 
 // String never shows the secret.
 func (p PBX) String() string { return p.ID + "=" + p.Addr }
+
+// ARIPBX is one entry of ARIHosts.
+type ARIPBX struct {
+	ID   string
+	Conf ari.Config
+}
+
+// ARIPBXs parses and validates ARIHosts.
+func (c Config) ARIPBXs() ([]ARIPBX, error) {
+	var out []ARIPBX
+	seen := map[string]bool{}
+	var apps []string
+	for _, a := range strings.Split(c.ARIApps, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			apps = append(apps, a)
+		}
+	}
+	for _, entry := range strings.Split(c.ARIHosts, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		p := ARIPBX{Conf: ari.Config{User: c.ARIUser, Password: c.ARIPass, Apps: apps}}
+		if id, rest, ok := strings.Cut(entry, "="); ok && !strings.Contains(id, "/") {
+			p.ID, entry = id, rest
+		}
+		u, err := url.Parse(entry)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, fmt.Errorf("ARI_HOSTS: entry %d: want http(s)://host:port[/prefix]", len(out)+1)
+		}
+		if u.User != nil {
+			p.Conf.User = u.User.Username()
+			p.Conf.Password, _ = u.User.Password()
+			u.User = nil
+		}
+		p.Conf.URL = u.String()
+		if p.ID == "" {
+			p.ID = strings.NewReplacer(".", "-", ":", "-").Replace(u.Hostname())
+		}
+		if err := config.CheckToken("ARI_HOSTS id", p.ID); err != nil {
+			return nil, err
+		}
+		if seen[p.ID] {
+			return nil, fmt.Errorf("ARI_HOSTS: PBX id %q appears twice", p.ID)
+		}
+		if len(apps) == 0 {
+			return nil, fmt.Errorf("ARI_APPS: at least one Stasis application is needed")
+		}
+		seen[p.ID] = true
+		out = append(out, p)
+	}
+	return out, nil
+}
 
 // PBXs parses and validates AMIHosts.
 func (c Config) PBXs() ([]PBX, error) {
@@ -101,9 +166,6 @@ func (c Config) PBXs() ([]PBX, error) {
 		seen[p.ID] = true
 		out = append(out, p)
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("AMI_HOSTS: no PBX listed")
-	}
 	return out, nil
 }
 
@@ -112,8 +174,16 @@ func (c Config) Validate() error {
 	if err := config.CheckToken("TENANT", c.Tenant); err != nil {
 		return err
 	}
-	if _, err := c.PBXs(); err != nil {
+	amis, err := c.PBXs()
+	if err != nil {
 		return err
+	}
+	aris, err := c.ARIPBXs()
+	if err != nil {
+		return err
+	}
+	if len(amis)+len(aris) == 0 {
+		return fmt.Errorf("AMI_HOSTS or ARI_HOSTS: no PBX listed")
 	}
 	for name, p := range map[string]string{"TRUNK_PATTERN": c.TrunkPattern, "EXTENSION_PATTERN": c.ExtensionPattern} {
 		if _, err := regexp.Compile(p); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/staskobzar/goami2"
 
 	"github.com/pbxpulse/pbxpulse/pkg/ami"
+	"github.com/pbxpulse/pbxpulse/pkg/ari"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
@@ -382,6 +383,22 @@ func (c *Classifier) Peer(m *goami2.Message) *pb.EndpointState {
 	}
 	e.Kind = c.override(name, kind)
 	return e
+}
+
+// ARIEndpoint converts an endpoint listed by ARI (GET /ari/endpoints), for a
+// PBX followed over ARI alone. ARI does not tell a trunk's outbound auth or
+// registration: IAX2 endpoints are trunks, others extensions unless the
+// tenant's name patterns say otherwise.
+func (c *Classifier) ARIEndpoint(e ari.Endpoint) *pb.EndpointState {
+	tech := technology(e.Technology)
+	kind := pb.EndpointKind_ENDPOINT_KIND_EXTENSION
+	if tech == pb.Technology_TECHNOLOGY_IAX2 {
+		kind = pb.EndpointKind_ENDPOINT_KIND_TRUNK
+	}
+	return &pb.EndpointState{
+		Name: e.Resource, Technology: tech, Kind: c.override(e.Resource, kind),
+		Status: e.State, ActiveChannels: uint32(len(e.ChannelIDs)),
+	}
 }
 
 func bridge(m *goami2.Message, p string) *pb.BridgeLifecycle {
