@@ -53,25 +53,30 @@ func (e *FrameError) Error() string {
 func (e *FrameError) Unwrap() error { return e.Err }
 
 // Parse decodes the envelope of one frame (type, application, timestamp,
-// asterisk_id). A frame of an unknown type is not an error.
+// asterisk_id). Only a JSON object with a string "type" is required: the
+// other envelope fields are read when they are strings and left empty
+// otherwise, so that an odd field never costs the event. A frame of an
+// unknown type is not an error.
 func Parse(frame []byte) (Event, error) {
 	ev := Event{Raw: json.RawMessage(frame)}
 	var env struct {
-		Type        *string `json:"type"`
-		Application string  `json:"application"`
-		Timestamp   Time    `json:"timestamp"`
-		AsteriskID  string  `json:"asterisk_id"`
+		Type        json.RawMessage `json:"type"`
+		Application json.RawMessage `json:"application"`
+		Timestamp   json.RawMessage `json:"timestamp"`
+		AsteriskID  json.RawMessage `json:"asterisk_id"`
 	}
 	if err := json.Unmarshal(frame, &env); err != nil {
 		return ev, &FrameError{Len: len(frame), Reason: "not an ARI JSON object", Err: err}
 	}
-	if env.Type == nil || *env.Type == "" {
-		return ev, &FrameError{Len: len(frame), Reason: `no "type"`}
+	if json.Unmarshal(env.Type, &ev.Type) != nil || ev.Type == "" {
+		return ev, &FrameError{Len: len(frame), Reason: `no "type" string`}
 	}
-	ev.Type = *env.Type
-	ev.Application = env.Application
-	ev.Timestamp = env.Timestamp.Time
-	ev.AsteriskID = env.AsteriskID
+	_ = json.Unmarshal(env.Application, &ev.Application)
+	_ = json.Unmarshal(env.AsteriskID, &ev.AsteriskID)
+	var ts string
+	if json.Unmarshal(env.Timestamp, &ts) == nil {
+		ev.Timestamp = ParseTime(ts)
+	}
 	return ev, nil
 }
 

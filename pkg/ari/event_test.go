@@ -251,6 +251,17 @@ func TestParseMalformed(t *testing.T) {
 	}
 }
 
+func TestParseLenientEnvelope(t *testing.T) {
+	// Only "type" is required; odd envelope fields are left empty.
+	ev, err := Parse([]byte(`{"type":"ChannelCreated","timestamp":{},"application":7,"asterisk_id":null}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Type != "ChannelCreated" || !ev.Timestamp.IsZero() || ev.Application != "" || ev.AsteriskID != "" {
+		t.Errorf("%+v", ev)
+	}
+}
+
 func TestParseUnknownType(t *testing.T) {
 	// A type no Asterisk version has; envelope keys as documented.
 	frame := `{"type":"PbxpulseFutureEvent","application":"monitor-app","timestamp":"2026-11-21T19:09:15.921+0000","asterisk_id":"02:00:00:00:00:01"}`
@@ -300,6 +311,12 @@ func FuzzARIDecode(f *testing.F) {
 			var fe *FrameError
 			if !errors.As(err, &fe) {
 				t.Fatalf("error %T", err)
+			}
+			var obj map[string]any
+			if json.Unmarshal(b, &obj) == nil {
+				if s, ok := obj["type"].(string); ok && s != "" {
+					t.Fatalf("object with a type refused: %v", err)
+				}
 			}
 			return
 		}
