@@ -22,6 +22,21 @@ func init() {
 		"pjsipregister":                  actPJSIPRegister,
 		"pjsipunregister":                actPJSIPUnregister,
 		"coreshowchannels":               actCoreShowChannels,
+		"hangup":                         actHangup,
+		"originate":                      actOriginate,
+		"redirect":                       actRedirect,
+		"blindtransfer":                  actBlindTransfer,
+		"atxfer":                         actAtxfer,
+		"park":                           actPark,
+		"bridge":                         actBridge,
+		"mixmonitor":                     actMixMonitor,
+		"stopmixmonitor":                 actStopMixMonitor,
+		"getconfigjson":                  actGetConfigJSON,
+		"updateconfig":                   actUpdateConfig,
+		"reload":                         actReload,
+		"queuestatus":                    actQueueStatus,
+		"queuesummary":                   actQueueSummary,
+		"queuepause":                     actQueuePause,
 	}
 }
 
@@ -61,7 +76,7 @@ func actCoreStatus(s *Server, m msg) []msg {
 }
 
 func actShowEndpoints(s *Server, m msg) []msg {
-	var items []msg
+	items := make([]msg, 0, len(s.order)+1)
 	for _, e := range s.order {
 		contacts := ""
 		if e.registered {
@@ -157,8 +172,8 @@ func actCoreShowChannels(s *Server, m msg) []msg {
 		ev := msg{{"Event", "CoreShowChannel"}}
 		ev = append(ev, c.block("")...)
 		bridge := ""
-		if c.call != nil && c.call.bridgeID != "" && c.call.state == callUp {
-			bridge = c.call.bridgeID
+		if c.br != nil {
+			bridge = c.br.id
 		}
 		d := int(time.Since(c.created).Seconds())
 		ev = append(ev, field{"Application", c.app}, field{"ApplicationData", c.appData},

@@ -46,6 +46,11 @@ func withActionID(m msg, id string) msg {
 	if id == "" || len(m) == 0 {
 		return m
 	}
+	for _, f := range m {
+		if f.k == "ActionID" {
+			return m // placed by the action itself (QueueParams puts it last)
+		}
+	}
 	out := make(msg, 0, len(m)+1)
 	out = append(out, m[0], field{"ActionID", id})
 	return append(out, m[1:]...)

@@ -14,6 +14,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -22,9 +25,25 @@ import (
 // reference PBX the captures were recorded on.
 type Config struct {
 	User, Secret string   // AMI credentials; default "monitor" / "monitor-secret"
-	Endpoints    []string // extensions; default 1001..1005
+	Endpoints    []string // extensions; default 1001..1005 (none if GenerateEndpoints is set)
 	Trunk        string   // trunk endpoint; default "provider"
 	Logger       *slog.Logger
+
+	// GenerateEndpoints adds that many endpoints named 10001, 10002, ...
+	// after Endpoints, for scale tests.
+	GenerateEndpoints int
+	// QueueMembers are the static members of queue "support" (extension
+	// 800); default 1004 and 1005 as on the reference PBX.
+	QueueMembers []string
+	// OriginateAnswerAfter is how long an originated call's first leg
+	// rings before the simulated phone answers: 0 means 500 ms, a
+	// negative value never (answer it with Call.Answer).
+	OriginateAnswerAfter time.Duration
+	// AtxferCode is features.conf's atxfer DTMF code that the Atxfer
+	// action plays to the channel; default "*2".
+	AtxferCode string
+	// ARIUser, ARISecret are the ARI credentials; default "ari" / "ari-secret".
+	ARIUser, ARISecret string
 }
 
 type endpoint struct {
@@ -34,12 +53,12 @@ type endpoint struct {
 	callID     string // Call-ID of the REGISTER that created the contact
 	expires    time.Time
 	channels   int
-	devState   string // last DeviceStateChange state emitted
+	cidName    string // callerid name from pjsip.conf, "Ext <name>" by default
 }
 
 func (e *endpoint) uri() string   { return fmt.Sprintf("sip:%s@127.0.0.1:%d", e.name, e.viaPort()) }
-func (e *endpoint) viaPort() int  { return 5061 + e.idx }
-func (e *endpoint) callPort() int { return 5161 + e.idx }
+func (e *endpoint) viaPort() int  { return 5061 + e.idx%60000 }
+func (e *endpoint) callPort() int { return 5161 + e.idx%60000 }
 func (e *endpoint) contactID() string {
 	h := md5.Sum([]byte(e.name + "|" + e.uri()))
 	return e.name + ";@" + hex.EncodeToString(h[:])
@@ -52,22 +71,33 @@ type Server struct {
 	started time.Time
 
 	// mu guards all PBX state and serialises event emission, so every
-	// session sees the same global event order.
-	mu        sync.Mutex
-	closed    bool
-	done      chan struct{}
-	listeners []net.Listener
-	sessions  map[*session]struct{}
-	sessSeq   int
-	eps       map[string]*endpoint
-	order     []*endpoint
-	trunkUp   bool
-	chanSeq   int // PBX-wide channel counter: names and Uniqueid suffixes
-	sipSeq    int // SIP Call-ID counter for generated transactions
-	chans     []*channel
-	processed int
-	post      []func() // events to emit once the current action reply is queued
-	wg        sync.WaitGroup
+	// session (AMI and ARI) sees the same global event order.
+	mu          sync.Mutex
+	closed      bool
+	done        chan struct{}
+	listeners   []net.Listener
+	httpServers []*http.Server
+	sessions    map[*session]struct{}
+	sessSeq     int
+	eps         map[string]*endpoint
+	order       []*endpoint
+	trunkUp     bool
+	chanSeq     int // PBX-wide channel counter: names and Uniqueid suffixes
+	sipSeq      int // SIP Call-ID counter for generated transactions
+	localSeq    int // Local channel name counter
+	playbackSeq int
+	chans       []*channel
+	bridges     []*bridge
+	devs        map[string]*device
+	queue       *queue
+	parked      map[int]*Call
+	parkBridge  *bridge
+	transfers   []*Transfer // attended transfers started by Atxfer
+	pjsip       *pjsipConf  // simulated pjsip.conf, built on first use
+	hub         ariHub
+	processed   int
+	post        []func() // events to emit once the current action reply is queued
+	wg          sync.WaitGroup
 }
 
 // New returns a Server that is not yet listening.
@@ -78,11 +108,26 @@ func New(cfg Config) *Server {
 	if cfg.Secret == "" {
 		cfg.Secret = "monitor-secret"
 	}
-	if len(cfg.Endpoints) == 0 {
+	if len(cfg.Endpoints) == 0 && cfg.GenerateEndpoints == 0 {
 		cfg.Endpoints = []string{"1001", "1002", "1003", "1004", "1005"}
 	}
 	if cfg.Trunk == "" {
 		cfg.Trunk = "provider"
+	}
+	if cfg.QueueMembers == nil {
+		cfg.QueueMembers = []string{"1004", "1005"}
+	}
+	if cfg.OriginateAnswerAfter == 0 {
+		cfg.OriginateAnswerAfter = 500 * time.Millisecond
+	}
+	if cfg.AtxferCode == "" {
+		cfg.AtxferCode = "*2"
+	}
+	if cfg.ARIUser == "" {
+		cfg.ARIUser = "ari"
+	}
+	if cfg.ARISecret == "" {
+		cfg.ARISecret = "ari-secret"
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -95,14 +140,31 @@ func New(cfg Config) *Server {
 		done:     make(chan struct{}),
 		sessions: map[*session]struct{}{},
 		eps:      map[string]*endpoint{},
+		devs:     map[string]*device{},
+		parked:   map[int]*Call{},
 		sipSeq:   5880,
 	}
-	for i, name := range cfg.Endpoints {
-		e := &endpoint{name: name, idx: i, devState: "UNAVAILABLE"}
-		s.eps[name] = e
-		s.order = append(s.order, e)
+	s.hub.init()
+	names := slices.Clone(cfg.Endpoints)
+	for i := range cfg.GenerateEndpoints {
+		names = append(names, strconv.Itoa(10001+i))
 	}
+	for _, name := range names {
+		s.addEndpoint(name)
+	}
+	s.queue = s.newQueue(cfg.QueueMembers)
 	return s
+}
+
+func (s *Server) addEndpoint(name string) *endpoint {
+	if e := s.eps[name]; e != nil {
+		return e
+	}
+	e := &endpoint{name: name, idx: len(s.order), cidName: "Ext " + name}
+	s.eps[name] = e
+	s.order = append(s.order, e)
+	s.devs[endpointDevice(name)] = &device{ami: "UNAVAILABLE", ari: "UNAVAILABLE"}
+	return e
 }
 
 // Listen starts accepting AMI connections on addr and serves them in
@@ -163,6 +225,10 @@ func (s *Server) Close() error {
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
+	for _, hs := range s.httpServers {
+		hs.Close()
+	}
+	s.hub.closeAll()
 	s.emit(msg{{"Event", "Shutdown"}, {"Privilege", "system,all"}, {"Shutdown", "Cleanly"}, {"Restart", "False"}})
 	for ss := range s.sessions {
 		// A client that stopped reading must not hang Close.
@@ -196,7 +262,7 @@ func (s *Server) emit(m msg) {
 			if b == nil {
 				b = m.encode()
 			}
-			ss.q.push(b)
+			ss.pushEvent(b)
 		}
 	}
 }
@@ -249,25 +315,41 @@ func (e *endpoint) computeDev() string {
 	return "UNAVAILABLE"
 }
 
-// updateDevice emits DeviceStateChange if the endpoint's state changed.
-func (s *Server) updateDevice(name string) {
-	e := s.eps[name]
-	if e == nil {
-		return
+// ariState is the ARI endpoint state: online while a contact is registered.
+func (e *endpoint) ariState() string {
+	if e.registered {
+		return "online"
 	}
-	if st := e.computeDev(); st != e.devState {
-		e.devState = st
-		s.emit(msg{{"Event", "DeviceStateChange"}, {"Privilege", "call,all"}, {"Device", "PJSIP/" + name}, {"State", st}})
-	}
+	return "offline"
 }
 
-func (s *Server) peerStatus(name, st string) {
-	s.emit(msg{{"Event", "PeerStatus"}, {"Privilege", "system,all"}, {"ChannelType", "PJSIP"}, {"Peer", "PJSIP/" + name}, {"PeerStatus", st}})
+// endpointJSON is ast_endpoint_snapshot_to_json; ids are the endpoint's
+// channels.
+func endpointJSON(e *endpoint, ids []string) obj {
+	if ids == nil {
+		ids = []string{}
+	}
+	return obj{{"technology", "PJSIP"}, {"resource", e.name}, {"state", e.ariState()}, {"channel_ids", ids}}
+}
+
+func (s *Server) endpointJSON(e *endpoint) obj { return endpointJSON(e, s.channelsOf(e.name)) }
+
+func (s *Server) peerStatus(e *endpoint, st string) {
+	s.emit(msg{{"Event", "PeerStatus"}, {"Privilege", "system,all"}, {"ChannelType", "PJSIP"}, {"Peer", "PJSIP/" + e.name}, {"PeerStatus", st}})
+}
+
+func (s *Server) ariPeerStatus(e *endpoint, st string) {
+	s.ari(ariEv("PeerStatusChange", obj{{"endpoint", s.endpointJSON(e)}, {"peer", obj{{"peer_status", st}}}}))
 }
 
 func (s *Server) contactStatus(e *endpoint, st string) {
 	s.emit(msg{{"Event", "ContactStatus"}, {"Privilege", "system,all"}, {"URI", e.uri()}, {"ContactStatus", st},
 		{"AOR", e.name}, {"EndpointName", e.name}, {"RoundtripUsec", "0"}})
+}
+
+func (s *Server) ariContactStatus(e *endpoint, st string) {
+	s.ari(ariEv("ContactStatusChange", obj{{"endpoint", s.endpointJSON(e)},
+		{"contact_info", obj{{"uri", e.uri()}, {"contact_status", st}, {"aor", e.name}, {"roundtrip_usec", "0"}}}}))
 }
 
 // Register simulates a successful REGISTER (Expires 300) of extension ext.
@@ -288,9 +370,14 @@ func (s *Server) Register(ext string) {
 	}
 	e.registered = true
 	e.callID = callID
-	s.peerStatus(ext, "Reachable")
-	s.updateDevice(ext)
+	// AMI: PeerStatus, device (and app_queue), ContactStatus; ARI, from
+	// its own topics: device first (as for 1001 and 1004 in the capture).
+	s.peerStatus(e, "Reachable")
+	s.epAMI(ext)
 	s.contactStatus(e, "NonQualified")
+	s.epARI(ext)
+	s.ariPeerStatus(e, "Reachable")
+	s.ariContactStatus(e, "NonQualified")
 }
 
 // Unregister simulates a REGISTER with Expires: 0.
@@ -302,10 +389,7 @@ func (s *Server) Unregister(ext string) {
 		return
 	}
 	s.sipAuth(ext, s.nextCallID(), e.viaPort())
-	e.registered = false
-	s.updateDevice(ext)
-	s.peerStatus(ext, "Unreachable")
-	s.contactStatus(e, "Removed")
+	s.dropContact(e, false)
 }
 
 // Expire simulates the contact of ext timing out (no re-REGISTER); the
@@ -317,10 +401,30 @@ func (s *Server) Expire(ext string) {
 	if e == nil || !e.registered {
 		return
 	}
+	s.dropContact(e, true)
+}
+
+// dropContact removes e's contact in the order of the unregister or the
+// expiry capture.
+func (s *Server) dropContact(e *endpoint, expired bool) {
 	e.registered = false
-	s.peerStatus(ext, "Unreachable")
-	s.updateDevice(ext)
+	dev := endpointDevice(e.name)
+	if expired {
+		s.peerStatus(e, "Unreachable")
+		s.deviceAMI(dev, e.computeDev())
+		s.contactStatus(e, "Removed")
+		s.queueDeviceChanged(e.name, true, false)
+		s.ariPeerStatus(e, "Unreachable")
+		s.ariContactStatus(e, "Removed")
+		s.epARI(e.name)
+		return
+	}
+	s.epAMI(e.name)
+	s.peerStatus(e, "Unreachable")
 	s.contactStatus(e, "Removed")
+	s.ariPeerStatus(e, "Unreachable")
+	s.epARI(e.name)
+	s.ariContactStatus(e, "Removed")
 }
 
 func (s *Server) registry(status string) {

@@ -68,9 +68,11 @@ type session struct {
 	srv  *Server
 	conn net.Conn
 	id   string // manager session pointer, as in SessionID
+	seq  int
 	q    outq
 
 	// guarded by srv.mu
+	faults  faults
 	authed  bool
 	events  bool
 	classes map[string]bool // nil: all classes
@@ -79,7 +81,7 @@ type session struct {
 }
 
 func newSession(s *Server, c net.Conn, n int) *session {
-	ss := &session{srv: s, conn: c, id: fmt.Sprintf("0x7f9f%08x", 0x24001690+n*0x1230)}
+	ss := &session{srv: s, conn: c, seq: n, id: fmt.Sprintf("0x7f9f%08x", 0x24001690+n*0x1230)}
 	ss.q.cond.L = &ss.q.mu
 	ss.q.push([]byte(banner))
 	return ss
@@ -170,7 +172,18 @@ func addrString(a net.Addr) string {
 
 // reply queues a response on this session only. Callers hold srv.mu so a
 // response never overtakes or splits the events around it.
-func (ss *session) reply(m msg) { ss.q.push(m.encode()) }
+func (ss *session) reply(m msg) {
+	if !ss.faults.frozen {
+		ss.q.push(m.encode())
+	}
+}
+
+// pushEvent queues a broadcast event, subject to injected faults.
+func (ss *session) pushEvent(b []byte) {
+	for _, out := range ss.faults.filter(b) {
+		ss.q.push(out)
+	}
+}
 
 // amiSecurity builds the head of an AMI-service security event.
 func (ss *session) amiSecurity(ev, severity, version string) msg {
@@ -203,6 +216,9 @@ func (ss *session) handle(m msg) bool {
 	if s.closed {
 		return false
 	}
+	if ss.faults.frozen {
+		return true // a silently dead link: the request is never answered
+	}
 	switch {
 	case strings.EqualFold(action, "Login"):
 		return ss.login(m, resp)
@@ -223,9 +239,13 @@ func (ss *session) handle(m msg) bool {
 		return true
 	}
 	if h, ok := actions[strings.ToLower(action)]; ok {
+		// One buffer for the whole answer: a 10,000-item list is a single
+		// queue push and a single write.
+		var b []byte
 		for _, r := range h(s, m) {
-			ss.reply(withActionID(r, id))
+			b = append(b, withActionID(r, id).encode()...)
 		}
+		ss.q.push(b)
 		post := s.post
 		s.post = nil
 		for _, f := range post {
