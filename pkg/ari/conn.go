@@ -56,7 +56,8 @@ type Config struct {
 	// HTTPClient is used for the handshake and REST calls (TLS settings,
 	// proxies); by default one with a 10 s timeout.
 	HTTPClient *http.Client
-	// Logger receives warnings about malformed frames (default slog.Default()).
+	// Logger receives debug records about malformed frames (default
+	// slog.Default()).
 	Logger *slog.Logger
 }
 
@@ -356,7 +357,9 @@ func (c *Conn) readLoop() {
 		if perr != nil {
 			ev.Err = perr
 			c.malformed.Add(1)
-			c.log.Warn("ari: malformed frame skipped", "err", perr, "seq", c.seq+1)
+			// The event carries the error and Stats counts it; the consumer
+			// decides how loudly to report it.
+			c.log.Debug("ari: malformed frame", "err", perr, "seq", c.seq+1)
 		} else if !Known(ev.Type) {
 			c.unknown.Add(1)
 		}
