@@ -1301,7 +1301,11 @@ type EndpointState struct {
 	// chan_sip / IAX2 peers: "ip:port" of the peer, empty when unregistered.
 	Address string `protobuf:"bytes,11,opt,name=address,proto3" json:"address,omitempty"`
 	// chan_sip peer description (a "trunk" description classifies it as a trunk).
-	Description   string `protobuf:"bytes,12,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,12,opt,name=description,proto3" json:"description,omitempty"`
+	// True when only status and active_channels are known (ARI's
+	// EndpointStateChange and endpoint list): a consumer keeps the other
+	// fields (kind, contacts, device state) it already has.
+	Partial       bool `protobuf:"varint,13,opt,name=partial,proto3" json:"partial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1418,6 +1422,13 @@ func (x *EndpointState) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *EndpointState) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
 }
 
 // ContactStatus is one registration contact of an endpoint (ContactStatus
@@ -4172,7 +4183,7 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTATE_CONNECTED\x10\x01\x12\x16\n" +
 	"\x12STATE_DISCONNECTED\x10\x02\x12\x13\n" +
-	"\x0fSTATE_RESYNCING\x10\x03\"\xac\x03\n" +
+	"\x0fSTATE_RESYNCING\x10\x03\"\xc6\x03\n" +
 	"\rEndpointState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\n" +
@@ -4188,7 +4199,8 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\x06status\x18\n" +
 	" \x01(\tR\x06status\x12\x18\n" +
 	"\aaddress\x18\v \x01(\tR\aaddress\x12 \n" +
-	"\vdescription\x18\f \x01(\tR\vdescription\"\xa0\x02\n" +
+	"\vdescription\x18\f \x01(\tR\vdescription\x12\x18\n" +
+	"\apartial\x18\r \x01(\bR\apartial\"\xa0\x02\n" +
 	"\rContactStatus\x12\x1a\n" +
 	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x10\n" +
 	"\x03aor\x18\x02 \x01(\tR\x03aor\x12\x10\n" +

@@ -33,6 +33,10 @@ type ariSession struct {
 	trunkRe    *regexp.Regexp
 	extRe      *regexp.Regexp
 
+	// norm outlives connections so that calls spanning a reconnect keep
+	// the linkedids inferred before it.
+	norm *normalize.ARI
+
 	sessionID string
 	seq       uint64
 	attempt   uint32
@@ -82,7 +86,10 @@ func (s *ariSession) connectOnce(ctx context.Context) error {
 	defer conn.Close()
 	s.sessionID = uuid.NewString()
 	s.seq = 0
-	norm := &normalize.ARI{WithAMI: s.withAMI}
+	if s.norm == nil {
+		s.norm = &normalize.ARI{WithAMI: s.withAMI}
+	}
+	norm := s.norm
 	cls := &normalize.Classifier{TrunkPattern: s.trunkRe, ExtensionPattern: s.extRe}
 	s.log.Info("ari connected", "apps", cfg.Apps)
 	if !s.withAMI {

@@ -483,7 +483,7 @@ func (a *ARI) convert(e ari.Event, v any) []*pb.Event {
 		ep := t.Endpoint
 		r.Payload = &pb.Event_EndpointState{EndpointState: &pb.EndpointState{
 			Name: ep.Resource, Technology: technology(ep.Technology), Status: ep.State,
-			ActiveChannels: uint32(len(ep.ChannelIDs)),
+			ActiveChannels: uint32(len(ep.ChannelIDs)), Partial: true,
 		}}
 		r.Refs = &pb.PbxRefs{Endpoint: ep.Resource}
 	default:

@@ -397,7 +397,7 @@ func (c *Classifier) ARIEndpoint(e ari.Endpoint) *pb.EndpointState {
 	}
 	return &pb.EndpointState{
 		Name: e.Resource, Technology: tech, Kind: c.override(e.Resource, kind),
-		Status: e.State, ActiveChannels: uint32(len(e.ChannelIDs)),
+		Status: e.State, ActiveChannels: uint32(len(e.ChannelIDs)), Partial: true,
 	}
 }
 

@@ -199,6 +199,15 @@ func (v *Views) applyEndpoint(pbx string, at *timestamppb.Timestamp, s *pb.Endpo
 		cur = &pb.EndpointView{PbxId: pbx, Name: s.Name}
 		v.endpoints[k] = cur
 	}
+	if s.Partial {
+		// ARI knows only the endpoint's state: keep what the listing said.
+		cur.Technology, cur.UpdatedAt = s.Technology, at
+		if cur.Kind == pb.EndpointKind_ENDPOINT_KIND_UNSPECIFIED {
+			cur.Kind = s.Kind
+		}
+		v.touchEndpoint(pbx, s.Name)
+		return
+	}
 	cur.Technology, cur.Kind, cur.DeviceState, cur.UpdatedAt = s.Technology, s.Kind, s.DeviceState, at
 	// The endpoint listing is the truth about which contacts exist: drop
 	// those that went away while nobody was watching, add those we lack.

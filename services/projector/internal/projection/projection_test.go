@@ -133,3 +133,22 @@ func TestContactsAndChanges(t *testing.T) {
 		t.Fatalf("caller %q %q", c.CallerNum, c.CallerName)
 	}
 }
+
+// ARI's endpoint state is partial: it must not wipe the contacts, kind and
+// device state the full listing gave.
+func TestPartialEndpointStateKeepsListing(t *testing.T) {
+	v := New("acme", nil)
+	for _, s := range endpoints() {
+		v.Apply(ev("pbx1", s))
+	}
+	v.Apply(ev("pbx1", step{1, &pb.EndpointState{Name: "1001", Technology: pb.Technology_TECHNOLOGY_PJSIP, Status: "online", Partial: true}}))
+	var got *pb.EndpointView
+	for _, e := range v.Snapshot(1).Endpoints {
+		if e.Name == "1001" {
+			got = e
+		}
+	}
+	if got == nil || len(got.Contacts) != 1 || got.Kind != pb.EndpointKind_ENDPOINT_KIND_EXTENSION || got.DeviceState != "Not in use" {
+		t.Fatalf("endpoint after a partial state: %v", got)
+	}
+}
