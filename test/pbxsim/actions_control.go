@@ -71,6 +71,11 @@ func (s *Server) amiHangupChannel(ch *channel, cause int) {
 	c.hangupFrom(ch, cause)
 }
 
+// actOriginate follows action_originate's checks in order. Async
+// originates are answered at once and report their outcome in
+// OriginateResponse; synchronous ones are answered "Originate successfully
+// queued" at once too (Asterisk would wait for the first leg's answer)
+// and, as in Asterisk, produce no OriginateResponse.
 func actOriginate(s *Server, m msg) []msg {
 	name := m.get("Channel")
 	exten, context, prio := m.get("Exten"), m.get("Context"), m.get("Priority")
@@ -80,15 +85,15 @@ func actOriginate(s *Server, m msg) []msg {
 	}
 	pi := 0
 	if prio != "" {
-		n, err := strconv.Atoi(prio)
+		n, err := strconv.Atoi(strings.TrimSpace(prio))
 		if err != nil {
-			return []msg{errResp("Invalid priority")}
+			return []msg{errResp("Invalid priority")} // priority labels are not modelled
 		}
 		pi = n
 	}
 	timeout := 30 * time.Second
 	if ts := m.get("Timeout"); ts != "" {
-		n, err := strconv.Atoi(ts)
+		n, err := strconv.Atoi(strings.TrimSpace(ts))
 		if err != nil {
 			return []msg{errResp("Invalid timeout")}
 		}
@@ -101,17 +106,25 @@ func actOriginate(s *Server, m msg) []msg {
 	if pi != 0 && !s.extensionExists(context, exten) {
 		return []msg{errResp("Extension does not exist.")}
 	}
-	if app == "" && pi == 0 {
+	async := astTrue(m.get("Async"))
+	if !async && app == "" && pi == 0 {
 		return []msg{errResp("Originate with 'Exten' requires 'Context' and 'Priority'")}
-	}
-	if !strings.EqualFold(tech, "PJSIP") || s.eps[res] == nil || !astTrue(m.get("Async")) {
-		// The simulator only places calls to its own PJSIP phones, and only
-		// asynchronously; anything else fails as an unreachable channel does.
-		return []msg{errResp("Originate failed")}
 	}
 	req := OriginateRequest{Endpoint: res, Exten: exten, Priority: pi, Application: app, Data: data,
 		CallerID: m.get("CallerID"), Timeout: timeout, ActionID: m.get("ActionID")}
-	s.afterReply(func() { s.originate(req) })
+	if !strings.EqualFold(tech, "PJSIP") || s.eps[res] == nil {
+		// The simulator only reaches its own PJSIP phones: anything else
+		// fails to be created, as an unknown endpoint does.
+		if !async {
+			return []msg{errResp("Originate failed")}
+		}
+		s.afterReply(func() { s.originateUnreachable(req, tech+"/"+res, context) })
+		return []msg{ack("Originate successfully queued")}
+	}
+	s.afterReply(func() {
+		c := s.originate(req)
+		c.orig.silent = !async
+	})
 	return []msg{ack("Originate successfully queued")}
 }
 

@@ -78,7 +78,7 @@ func (s *Server) serveARI(w http.ResponseWriter, r *http.Request) {
 	}
 	user, ok := s.ariUser(r)
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Basic realm="Asterisk REST Interface"`)
+		w.Header()["WWW-Authenticate"] = []string{`Basic realm="Asterisk REST Interface"`} // Asterisk's spelling
 		ariError(w, http.StatusUnauthorized, "Authentication required")
 		return
 	}

@@ -254,3 +254,98 @@ func httpGet(t *testing.T, addr net.Addr, path string, auth bool) (int, http.Hea
 	}
 	return resp.StatusCode, resp.Header, bytes.TrimSpace(b)
 }
+
+// harness is a simulator with an AMI events session and an ARI websocket
+// (app monitor-app, subscribeAll) attached, all extensions registered.
+type harness struct {
+	t    *testing.T
+	s    *Server
+	ami  *client
+	ws   *wsClient
+	amiN int
+	mark int
+	ari  net.Addr
+	addr net.Addr
+}
+
+func newHarness(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	s, amiAddr, ariAddr := startARI(t, cfg)
+	h := &harness{t: t, s: s, ari: ariAddr, addr: amiAddr}
+	h.ami = dial(t, amiAddr)
+	h.ami.login("on")
+	h.ws = dialARI(t, ariAddr, "app=monitor-app&subscribeAll=true", nil)
+	for _, e := range []string{"1001", "1002", "1003", "1004", "1005"} {
+		s.Register(e)
+	}
+	h.phase()
+	return h
+}
+
+// phase returns the AMI events and ARI events since the previous phase.
+func (h *harness) phase() ([]msg, []ariMsg) {
+	h.t.Helper()
+	h.mark++
+	id := "mark-" + itoa(h.mark)
+	h.ami.action(id, "Action", "Ping")
+	var ami []msg
+	for _, m := range h.ami.seen[h.amiN:] {
+		if m.get("ActionID") != id {
+			ami = append(ami, m)
+		}
+	}
+	h.amiN = len(h.ami.seen)
+	h.s.ariMark(h.mark)
+	return ami, h.ws.untilMark(h.mark)
+}
+
+// amiTypes lists the Event names of ms, leaving out the noisy ones.
+func amiTypes(ms []msg, keep func(msg) bool) []string {
+	var out []string
+	for _, m := range ms {
+		if e := m.get("Event"); e != "" && (keep == nil || keep(m)) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func ariTypes(ms []ariMsg, keep func(ariMsg) bool) []string {
+	var out []string
+	for _, m := range ms {
+		if keep == nil || keep(m) {
+			out = append(out, m.typ())
+		}
+	}
+	return out
+}
+
+// subsequence reports whether want appears in got in order (not
+// necessarily adjacent).
+func subsequence(got, want []string) bool {
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}
+
+func findEvent(ms []msg, ev string) msg {
+	for _, m := range ms {
+		if m.get("Event") == ev {
+			return m
+		}
+	}
+	return nil
+}
+
+func findARI(ms []ariMsg, typ string) (ariMsg, bool) {
+	for _, m := range ms {
+		if m.typ() == typ {
+			return m, true
+		}
+	}
+	return ariMsg{}, false
+}

@@ -136,19 +136,13 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, user string
 	}
 	c := &ariClient{apps: apps, all: astTrue(q.Get("subscribeAll")), remote: r.RemoteAddr, user: user}
 	c.q.cond.L = &c.q.mu
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		InsecureSkipVerify: true,
-		// A frozen link must look dead to a pinging client too.
-		OnPingReceived: func(context.Context, []byte) bool { return !c.frozen.Load() },
-	})
-	if err != nil {
-		return
-	}
-	conn.SetReadLimit(1 << 20)
+	// The application is registered before the handshake completes (as
+	// in Asterisk's websocket_attempted callback), so a client sees every
+	// event from the moment its upgrade succeeds; they wait in c.q.
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		conn.CloseNow()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
 	s.hub.seq++
@@ -158,6 +152,22 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, user string
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	unregister := func() {
+		s.mu.Lock()
+		delete(s.hub.clients, c)
+		s.mu.Unlock()
+		c.q.kill()
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		InsecureSkipVerify: true,
+		// A frozen link must look dead to a pinging client too.
+		OnPingReceived: func(context.Context, []byte) bool { return !c.frozen.Load() },
+	})
+	if err != nil {
+		unregister()
+		return
+	}
+	conn.SetReadLimit(1 << 20)
 	s.log.Debug("ari websocket opened", "remote", c.remote, "apps", apps, "subscribeAll", c.all)
 
 	readDone := make(chan struct{})
@@ -169,10 +179,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, user string
 				break
 			}
 		}
-		s.mu.Lock()
-		delete(s.hub.clients, c)
-		s.mu.Unlock()
-		c.q.kill()
+		unregister()
 	}()
 	for {
 		bufs, last := c.q.take()

@@ -17,6 +17,7 @@ type origination struct {
 	cidNum        string
 	cidName       string
 	answer, abort *time.Timer
+	silent        bool // synchronous AMI originate: no OriginateResponse
 }
 
 // OriginateRequest describes an Originate: Endpoint is the phone rung
@@ -95,6 +96,23 @@ func parseCallerID(cid string) (name, num string) {
 
 func (c *Call) originateResponse(ok bool, reason int) {
 	s, o, or := c.s, c.a, c.orig
+	if or.silent {
+		return
+	}
+	s.emit(originateResponseMsg(or, ok, reason, o.name, o.uniqueid))
+}
+
+// originateUnreachable reports an async originate whose channel could not
+// be created: fast_originate names the requested channel and has no
+// Uniqueid.
+func (s *Server) originateUnreachable(req OriginateRequest, requested, context string) {
+	or := &origination{actionID: req.ActionID, context: context, exten: req.Exten, app: req.Application, appData: req.Data}
+	or.cidName, or.cidNum = parseCallerID(req.CallerID)
+	s.emit(originateResponseMsg(or, false, 0, requested, "<unknown>"))
+}
+
+// originateResponseMsg is fast_originate's OriginateResponse.
+func originateResponseMsg(or *origination, ok bool, reason int, channel, uniqueid string) msg {
 	m := msg{{"Event", "OriginateResponse"}, {"Privilege", "call,all"}}
 	if or.actionID != "" {
 		m = append(m, field{"ActionID", or.actionID})
@@ -103,15 +121,14 @@ func (c *Call) originateResponse(ok bool, reason int) {
 	if ok {
 		resp = "Success"
 	}
-	m = append(m, field{"Response", resp}, field{"Channel", o.name})
+	m = append(m, field{"Response", resp}, field{"Channel", channel})
 	if or.app != "" {
 		m = append(m, field{"Application", or.app}, field{"Data", or.appData})
 	} else {
 		m = append(m, field{"Context", or.context}, field{"Exten", or.exten})
 	}
-	m = append(m, field{"Reason", itoa(reason)}, field{"Uniqueid", o.uniqueid},
+	return append(m, field{"Reason", itoa(reason)}, field{"Uniqueid", uniqueid},
 		field{"CallerIDNum", orUnknown(or.cidNum)}, field{"CallerIDName", orUnknown(or.cidName)})
-	s.emit(m)
 }
 
 func (or *origination) stopTimers() {
@@ -142,6 +159,14 @@ func (c *Call) answerOriginated() {
 	}
 	o.context, o.exten, o.priority = or.context, or.exten, or.priority
 	c.originateResponse(true, 4)
+	if !s.extensionExists(or.context, or.exten) {
+		// Nowhere to go (Async originate without Exten): the PBX hangs up.
+		s.softHangupRequest(o, 16)
+		s.hangupEv(o, 16, "")
+		s.updateDevice(o.ext)
+		c.state = callEnded
+		return
+	}
 	s.runDialplan(c, o, or.exten)
 }
 

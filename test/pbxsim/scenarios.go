@@ -132,6 +132,7 @@ type Transfer struct {
 	consult    *Call
 	first      *channel // transferer's leg to the transferee
 	transferee *channel
+	done       bool
 }
 
 // StartAttendedTransfer simulates the phone of extension by putting the
@@ -208,6 +209,7 @@ func (t *Transfer) Complete() *Call {
 	s.hangupEv(first, 16, "")
 	s.updateDevice(first.ext)
 	t.orig.state, cc.state = callEnded, callEnded
+	t.done = true
 	nc := &Call{s: s, a: tee, b: target, from: tee.ext, to: target.ext, br: br2, state: callUp,
 		start: time.Now(), answered: time.Now(), linkedid: tee.linkedid, plain: true}
 	tee.call, target.call = nc, nc
@@ -221,6 +223,7 @@ func (t *Transfer) Cancel() {
 	s := t.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	t.done = true
 	if t.first.held && !t.first.gone {
 		s.unhold(t.first)
 	}
