@@ -77,7 +77,7 @@ func TestARIRESTMatchesCapture(t *testing.T) {
 	const auth = "YXJpOmFyaS1zZWNyZXQ="
 	for _, tc := range []struct {
 		path, capture, auth string
-		exact           bool // body byte for byte
+		exact               bool // body byte for byte
 	}{
 		{"/ari/channels", "idle-noauth.http", "", true},
 		{"/ari/channels/does-not-exist", "idle-channel-404.http", auth, true},
