@@ -101,25 +101,29 @@ func Parse(frame []byte) (*goami2.Message, error) {
 	if len(frame) == 0 {
 		return nil, &ParseError{Raw: "", Err: errors.New("empty message")}
 	}
+	// One string for the whole frame: values are slices of it and keys
+	// come from a table of known names, so a message costs a couple of
+	// allocations instead of two per field.
+	fs := string(frame)
 	msg := goami2.NewMessage()
-	rest := frame
+	rest := fs
 	for len(rest) > 0 {
-		var line []byte
-		if i := bytes.Index(rest, crlf); i >= 0 {
+		var line string
+		if i := strings.Index(rest, "\r\n"); i >= 0 {
 			line, rest = rest[:i], rest[i+2:]
 		} else {
-			line, rest = rest, nil
+			line, rest = rest, ""
 		}
-		k := bytes.IndexByte(line, ':')
+		k := strings.IndexByte(line, ':')
 		if k <= 0 || !validKey(line[:k]) {
-			return nil, &ParseError{Raw: string(frame), Err: fmt.Errorf("line %q is not \"Key: value\"", truncate(string(line), 40))}
+			return nil, &ParseError{Raw: fs, Err: fmt.Errorf("line %q is not \"Key: value\"", truncate(line, 40))}
 		}
-		val := line[k+1:]
-		if len(val) > 0 && val[0] == ' ' {
-			val = val[1:]
+		v := line[k+1:]
+		if len(v) > 0 && v[0] == ' ' {
+			v = v[1:]
 		}
-		v := string(bytes.TrimRight(val, "\n"))
-		if strings.ContainsAny(v, "\r\n") {
+		v = strings.TrimRight(v, "\n")
+		if strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0 {
 			v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 		}
 		// Asterisk passes header bytes through (a caller-ID name in
@@ -127,16 +131,46 @@ func Parse(frame []byte) (*goami2.Message, error) {
 		if !utf8.ValidString(v) {
 			v = strings.ToValidUTF8(v, "\uFFFD")
 		}
-		msg.AddField(string(line[:k]), v)
+		msg.AddField(internKey(line[:k]), v)
 	}
 	return msg, nil
 }
 
+// knownKeys holds the field names Asterisk sends most; internKey returns the
+// table's copy so that the frame's string is not kept alive by a key alone.
+var knownKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Event", "Privilege", "Channel", "ChannelState", "ChannelStateDesc", "CallerIDNum", "CallerIDName",
+		"ConnectedLineNum", "ConnectedLineName", "Language", "AccountCode", "Context", "Exten", "Priority",
+		"Uniqueid", "Linkedid", "Variable", "Value", "Application", "AppData", "ActionID", "Response", "Message",
+		"EventList", "Device", "State", "Cause", "Cause-txt", "BridgeUniqueid", "BridgeType", "BridgeTechnology",
+		"BridgeCreator", "BridgeName", "BridgeNumChannels", "BridgeVideoSourceMode", "DestChannel",
+		"DestChannelState", "DestChannelStateDesc", "DestCallerIDNum", "DestCallerIDName", "DestConnectedLineNum",
+		"DestConnectedLineName", "DestLanguage", "DestAccountCode", "DestContext", "DestExten", "DestPriority",
+		"DestUniqueid", "DestLinkedid", "DialStatus", "DialString", "EventTV", "Severity", "Service",
+		"EventVersion", "AccountID", "SessionID", "LocalAddress", "RemoteAddress", "UsingPassword", "SessionTV",
+		"Status", "EndpointName", "AOR", "URI", "ContactStatus", "RoundtripUsec", "Peer", "PeerStatus", "ChannelType",
+		"Queue", "MemberName", "Interface", "StateInterface", "Membership", "Penalty", "CallsTaken", "LastCall",
+		"LastPause", "LoginTime", "InCall", "Paused", "PausedReason", "Ringinuse", "Wrapuptime", "Extension",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
+func internKey(k string) string {
+	if v, ok := knownKeys[k]; ok {
+		return v
+	}
+	return strings.Clone(k)
+}
+
 var crlf = []byte("\r\n")
 
-func validKey(k []byte) bool {
-	for _, c := range k {
-		if c <= ' ' || c >= 0x7f {
+func validKey(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= ' ' || c >= 0x7f {
 			return false
 		}
 	}
