@@ -126,8 +126,8 @@ func checkDocumented(t *testing.T, ami []msg, ari []ariMsg) {
 	loadCapturedVariants(t)
 	for _, m := range ami {
 		ty := msgType(m)
-		if capAMI[ty][names(m)] {
-			continue
+		if m.get("Event") == "" || capAMI[ty][names(m)] {
+			continue // responses are checked by the action tests
 		}
 		ok := false
 		for _, v := range documentedAMI[m.get("Event")] {
