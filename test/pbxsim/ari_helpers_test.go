@@ -220,7 +220,7 @@ func (c *wsClient) all() []ariMsg {
 func (s *Server) ariMark(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ari(&ariEvent{typ: "TestMark", body: obj{{"n", itoa(n)}}})
+	s.ari(&ariEvent{typ: "TestMark", body: obj{{"n", itoa(n)}}, toAll: true})
 }
 
 func startARI(t *testing.T, cfg Config) (*Server, net.Addr, net.Addr) {

@@ -70,7 +70,7 @@ func (h *ariHub) broadcast(e *ariEvent) {
 			if e.onlyApp != "" && e.onlyApp != app {
 				continue
 			}
-			if !c.all && e.onlyApp != app && !e.about(app) {
+			if !c.all && !e.toAll && e.onlyApp != app && !e.about(app) {
 				continue
 			}
 			for _, b := range c.faults.filter(e.encode(app)) {

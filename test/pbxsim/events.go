@@ -15,6 +15,7 @@ type ariEvent struct {
 	body      obj // keys after "timestamp"
 	appSecond bool
 	onlyApp   string     // Stasis application events go to that app only
+	toAll     bool       // delivered to every application regardless of subscriptions
 	chans     []*channel // channels the event is about (subscribeAll=false filtering)
 	ts        time.Time
 }
