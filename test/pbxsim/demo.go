@@ -25,8 +25,10 @@ func between(lo, hi time.Duration) time.Duration {
 
 // RunDemo drives endless plausible PBX activity until ctx is done:
 // extensions register, then random calls between idle extensions ring for
-// 1-3 s and talk for 5-20 s; some are busy, unanswered or go to Echo.
-// Calls still up when ctx ends are hung up before RunDemo returns.
+// 1-3 s and talk for 5-20 s; some are busy or unanswered, go to Echo, the
+// Stasis app or the support queue, are put on hold, or are transferred
+// (blind or attended). Calls still up when ctx ends are hung up before
+// RunDemo returns.
 func (s *Server) RunDemo(ctx context.Context) {
 	var (
 		mu   sync.Mutex
@@ -34,7 +36,7 @@ func (s *Server) RunDemo(ctx context.Context) {
 		wg   sync.WaitGroup
 	)
 	defer wg.Wait()
-	exts := s.cfg.Endpoints
+	exts := s.demoPhones()
 	for _, e := range exts {
 		s.Register(e)
 		if !sleepCtx(ctx, between(200*time.Millisecond, 600*time.Millisecond)) {
@@ -80,26 +82,15 @@ func (s *Server) RunDemo(ctx context.Context) {
 			lastRefresh = time.Now()
 		}
 		r := rand.IntN(100)
-		if r < 20 {
-			p := claim(1)
-			if p == nil {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer release(p...)
-				exten := "600"
-				if rand.IntN(4) == 0 {
-					exten = "700"
-				}
-				c := s.CallApp(p[0], exten)
-				sleepCtx(ctx, between(5*time.Second, 20*time.Second))
-				c.Hangup()
-			}()
-			continue
+		var p []string
+		switch {
+		case r < 25:
+			p = claim(1)
+		case r >= 55 && r < 68:
+			p = claim(3) // transfers need a third phone
+		default:
+			p = claim(2)
 		}
-		p := claim(2)
 		if p == nil {
 			continue
 		}
@@ -107,23 +98,121 @@ func (s *Server) RunDemo(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			defer release(p...)
-			c := s.Dial(p[0], p[1])
-			switch {
-			case r < 35:
-				if sleepCtx(ctx, between(200*time.Millisecond, time.Second)) {
-					c.Busy()
-				}
-			case r < 45:
-				if sleepCtx(ctx, between(6*time.Second, 10*time.Second)) {
-					c.NoAnswer()
-				}
-			default:
-				if sleepCtx(ctx, between(time.Second, 3*time.Second)) {
-					c.Answer()
-					sleepCtx(ctx, between(5*time.Second, 20*time.Second))
-				}
-			}
-			c.Hangup() // no-op if already ended
+			s.demoCall(ctx, r, p, between)
 		}()
 	}
+}
+
+// demoCall plays one random call scenario between the claimed phones p;
+// r picks the scenario, pace the waits (between in the demo). Every
+// call is over when it returns.
+func (s *Server) demoCall(ctx context.Context, r int, p []string, pace func(lo, hi time.Duration) time.Duration) {
+	talk := func() time.Duration { return pace(5*time.Second, 20*time.Second) }
+	var c *Call
+	defer func() {
+		if c != nil {
+			c.Hangup() // no-op if already ended
+		}
+	}()
+	switch {
+	case r < 15: // Echo or the Stasis app
+		exten := "600"
+		if rand.IntN(4) == 0 {
+			exten = "700"
+		}
+		c = s.CallApp(p[0], exten)
+		sleepCtx(ctx, talk())
+	case r < 25: // the support queue: answered by a member, or abandoned
+		c = s.CallQueue(p[0])
+		if !sleepCtx(ctx, pace(time.Second, 4*time.Second)) {
+			return
+		}
+		if rand.IntN(5) > 0 {
+			c.Answer()
+			sleepCtx(ctx, talk())
+		}
+	case r < 35:
+		c = s.Dial(p[0], p[1])
+		if sleepCtx(ctx, pace(200*time.Millisecond, time.Second)) {
+			c.Busy()
+		}
+	case r < 42:
+		c = s.Dial(p[0], p[1])
+		if sleepCtx(ctx, pace(6*time.Second, 10*time.Second)) {
+			c.NoAnswer()
+		}
+	case r < 55: // answered, put on hold for a while, a digit or two
+		c = s.Dial(p[0], p[1])
+		if !sleepCtx(ctx, pace(time.Second, 3*time.Second)) {
+			return
+		}
+		c.Answer()
+		if !sleepCtx(ctx, talk()/2) {
+			return
+		}
+		c.Hold(p[1])
+		sleepCtx(ctx, pace(2*time.Second, 6*time.Second))
+		c.Unhold(p[1])
+		c.SendDTMF(p[0], "1")
+		sleepCtx(ctx, talk()/2)
+	case r < 62: // blind transfer to the third phone
+		c = s.Dial(p[0], p[1])
+		if !sleepCtx(ctx, pace(time.Second, 3*time.Second)) {
+			return
+		}
+		c.Answer()
+		if !sleepCtx(ctx, talk()/2) {
+			return
+		}
+		if nc := c.BlindTransfer(p[1], p[2]); nc != nil {
+			c = nc
+			if !sleepCtx(ctx, pace(time.Second, 3*time.Second)) {
+				return
+			}
+			c.Answer()
+			sleepCtx(ctx, talk())
+		}
+	case r < 68: // attended transfer to the third phone
+		c = s.Dial(p[0], p[1])
+		if !sleepCtx(ctx, pace(time.Second, 3*time.Second)) {
+			return
+		}
+		c.Answer()
+		if !sleepCtx(ctx, talk()/2) {
+			return
+		}
+		tr := c.StartAttendedTransfer(p[1], p[2])
+		if tr == nil {
+			return
+		}
+		defer tr.Consult().Hangup()
+		if !sleepCtx(ctx, pace(time.Second, 3*time.Second)) {
+			return
+		}
+		tr.Consult().Answer()
+		if !sleepCtx(ctx, pace(2*time.Second, 5*time.Second)) {
+			return
+		}
+		if nc := tr.Complete(); nc != nil {
+			c = nc
+			sleepCtx(ctx, talk())
+		}
+	default:
+		c = s.Dial(p[0], p[1])
+		if sleepCtx(ctx, pace(time.Second, 3*time.Second)) {
+			c.Answer()
+			sleepCtx(ctx, talk())
+		}
+	}
+}
+
+// demoPhones are the phones the demo uses: the first 50 endpoints.
+func (s *Server) demoPhones() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, e := range s.order[:min(len(s.order), 50)] {
+		out = append(out, e.name)
+	}
+	return out
 }
