@@ -135,3 +135,14 @@ func (s *Server) SwapNext(id string) bool {
 	f.swap = true
 	return true
 }
+
+// DropARI abruptly closes every ARI event websocket without a close
+// frame, as a crash or network cut would. New websockets are accepted.
+func (s *Server) DropARI() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.hub.clients {
+		delete(s.hub.clients, c)
+		c.q.kill()
+	}
+}

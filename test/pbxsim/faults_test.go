@@ -181,11 +181,25 @@ func TestARIWebsocketRefused(t *testing.T) {
 	}
 }
 
+func TestDropARI(t *testing.T) {
+	s, _, addr := startARI(t, Config{})
+	ws := dialARI(t, addr, "app=monitor-app&subscribeAll=true", nil)
+	s.DropARI()
+	if ws.waitFor(5*time.Second, func([]ariMsg) bool { return false }); ws.err == nil {
+		t.Error("websocket still open after DropARI")
+	}
+	ws2 := dialARI(t, addr, "app=monitor-app&subscribeAll=true", nil)
+	s.Register("1001")
+	if !ws2.waitFor(5*time.Second, func(ms []ariMsg) bool { return len(ms) >= 3 }) {
+		t.Error("no events on a new websocket after DropARI")
+	}
+}
+
 func TestCloseEndsWebsockets(t *testing.T) {
 	s, _, addr := startARI(t, Config{})
 	ws := dialARI(t, addr, "app=monitor-app&subscribeAll=true", nil)
 	s.Close()
-	if !ws.waitFor(5*time.Second, func([]ariMsg) bool { return false }) && ws.err == nil {
+	if ws.waitFor(5*time.Second, func([]ariMsg) bool { return false }); ws.err == nil {
 		t.Error("websocket still open after Close")
 	}
 }
