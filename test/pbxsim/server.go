@@ -1,11 +1,17 @@
 // Package pbxsim is a PBX simulator for tests and demos: a TCP server that
 // speaks the Asterisk Manager Interface byte for byte like Asterisk 22.10.1
-// (see testdata/asterisk/22.10.1), backed by a small consistent PBX model of
-// PJSIP endpoints, contacts, an outbound trunk registration, channels and bridges.
+// (see testdata/asterisk/22.10.1), and optionally Asterisk's ARI (REST and
+// the /ari/events websocket, ListenARI), both fed by one consistent PBX
+// model: PJSIP endpoints and contacts, an outbound trunk registration,
+// channels, bridges, the queue "support", parking and a pjsip.conf.
 //
-// Every message is written as an ordered field list modelled on the captures;
-// the fidelity tests check each emitted message type against them so that
-// code tested against the simulator also works against a real Asterisk.
+// Every message is written as an ordered field list modelled on the
+// captures, or, for messages the captures lack, on Asterisk's source
+// (docs/asterisk-fields.md); the fidelity tests check each emitted message
+// type against them so that code tested against the simulator also works
+// against a real Asterisk. Scenario methods (Dial, CallQueue, Hold,
+// BlindTransfer, ...) drive calls; fault injection (Freeze, DropNext,
+// SwapNext, DropSessions, DropARI) and Truth support collector tests.
 package pbxsim
 
 import (
