@@ -675,11 +675,14 @@ func (x *SpyRequest) GetMode() string {
 	return ""
 }
 
-// cmd.config_get: read one section of pjsip.conf.
+// cmd.config_get: read one section of pjsip.conf. pjsip.conf usually has
+// several sections of one name (endpoint, auth and aor "1001"): `type` picks
+// one (default "endpoint").
 type ConfigGetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *CommandMeta           `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	Section       string                 `protobuf:"bytes,2,opt,name=section,proto3" json:"section,omitempty"`
+	Type          string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -728,14 +731,24 @@ func (x *ConfigGetRequest) GetSection() string {
 	return ""
 }
 
-// cmd.config_update: set options of one existing section of pjsip.conf, then
-// reload res_pjsip.
+func (x *ConfigGetRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+// cmd.config_update: change options the section already has, then reload
+// res_pjsip. An option is refused when a same-named section of another type
+// has it too (AMI's UpdateConfig would change both).
 type ConfigUpdateRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Meta    *CommandMeta           `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
 	Section string                 `protobuf:"bytes,2,opt,name=section,proto3" json:"section,omitempty"`
 	// Option name -> new value. Options not listed keep their value.
-	Set           map[string]string `protobuf:"bytes,3,rep,name=set,proto3" json:"set,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Set map[string]string `protobuf:"bytes,3,rep,name=set,proto3" json:"set,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Section type, default "endpoint".
+	Type          string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -789,6 +802,13 @@ func (x *ConfigUpdateRequest) GetSet() map[string]string {
 		return x.Set
 	}
 	return nil
+}
+
+func (x *ConfigUpdateRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
 }
 
 // ConfigOption is one "name = value" line of a section, in file order.
@@ -989,14 +1009,16 @@ const file_pbxpulse_v1_commands_proto_rawDesc = "" +
 	"\x04meta\x18\x01 \x01(\v2\x18.pbxpulse.v1.CommandMetaR\x04meta\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\x12-\n" +
 	"\x12supervisor_channel\x18\x03 \x01(\tR\x11supervisorChannel\x12\x12\n" +
-	"\x04mode\x18\x04 \x01(\tR\x04mode\"Z\n" +
+	"\x04mode\x18\x04 \x01(\tR\x04mode\"n\n" +
 	"\x10ConfigGetRequest\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.pbxpulse.v1.CommandMetaR\x04meta\x12\x18\n" +
-	"\asection\x18\x02 \x01(\tR\asection\"\xd2\x01\n" +
+	"\asection\x18\x02 \x01(\tR\asection\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\"\xe6\x01\n" +
 	"\x13ConfigUpdateRequest\x12,\n" +
 	"\x04meta\x18\x01 \x01(\v2\x18.pbxpulse.v1.CommandMetaR\x04meta\x12\x18\n" +
 	"\asection\x18\x02 \x01(\tR\asection\x12;\n" +
-	"\x03set\x18\x03 \x03(\v2).pbxpulse.v1.ConfigUpdateRequest.SetEntryR\x03set\x1a6\n" +
+	"\x03set\x18\x03 \x03(\v2).pbxpulse.v1.ConfigUpdateRequest.SetEntryR\x03set\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x1a6\n" +
 	"\bSetEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"8\n" +

@@ -373,21 +373,54 @@ func cmdRecordStop(ctx context.Context, conn *ami.Conn, m proto.Message) (*pb.Co
 	return pbxResult(conn.Action(ctx, action("StopMixMonitor", "Channel", r.Channel)))
 }
 
-// readSection reads one section of pjsip.conf in file order.
-func readSection(ctx context.Context, conn *ami.Conn, section string) ([]*pb.ConfigOption, error) {
+// configSection is one section of pjsip.conf, options in file order.
+type configSection struct {
+	name string
+	opts []*pb.ConfigOption
+}
+
+func (c configSection) get(name string) (string, bool) {
+	for _, o := range c.opts {
+		if o.Name == name {
+			return o.Value, true
+		}
+	}
+	return "", false
+}
+
+// readSections reads every section of pjsip.conf named section.
+func readSections(ctx context.Context, conn *ami.Conn, section string) ([]configSection, error) {
 	res, err := conn.Action(ctx, action("GetConfigJSON", "Filename", "pjsip.conf", "Category", section))
 	if _, err := pbxResult(res, err); err != nil {
 		return nil, err
 	}
-	sections, err := parseConfigJSON(res.Response.Field("JSON"))
+	all, err := parseConfigJSON(res.Response.Field("JSON"))
 	if err != nil {
 		return nil, &cmdError{code: errPBX, msg: err.Error()}
 	}
-	opts, ok := sections[section]
-	if !ok {
-		return nil, &cmdError{code: errNotFound, msg: fmt.Sprintf("pjsip.conf has no section %q", section)}
+	var out []configSection
+	for _, c := range all {
+		if c.name == section {
+			out = append(out, c)
+		}
 	}
-	return opts, nil
+	return out, nil
+}
+
+// pick returns the index of the section of the wanted type (default endpoint).
+func pick(sections []configSection, name, typ string) (int, error) {
+	if typ == "" {
+		typ = "endpoint"
+	}
+	if err := checkRe(sectionRe, "type", typ, true); err != nil {
+		return 0, err
+	}
+	for i, c := range sections {
+		if t, _ := c.get("type"); t == typ {
+			return i, nil
+		}
+	}
+	return 0, &cmdError{code: errNotFound, msg: fmt.Sprintf("pjsip.conf has no %s section %q", typ, name)}
 }
 
 func cmdConfigGet(ctx context.Context, conn *ami.Conn, m proto.Message) (*pb.CommandReply, error) {
@@ -395,16 +428,21 @@ func cmdConfigGet(ctx context.Context, conn *ami.Conn, m proto.Message) (*pb.Com
 	if err := checkRe(sectionRe, "section", r.Section, true); err != nil {
 		return nil, err
 	}
-	opts, err := readSection(ctx, conn, r.Section)
+	sections, err := readSections(ctx, conn, r.Section)
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range opts {
+	i, err := pick(sections, r.Section, r.Type)
+	if err != nil {
+		return nil, err
+	}
+	sec := sections[i]
+	for _, o := range sec.opts {
 		if secretOpts[o.Name] {
 			o.Value = "" // secrets never leave the collector
 		}
 	}
-	return &pb.CommandReply{Options: opts}, nil
+	return &pb.CommandReply{Options: sec.opts}, nil
 }
 
 func cmdConfigUpdate(ctx context.Context, conn *ami.Conn, m proto.Message) (*pb.CommandReply, error) {
@@ -429,22 +467,27 @@ func cmdConfigUpdate(ctx context.Context, conn *ami.Conn, m proto.Message) (*pb.
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	current, err := readSection(ctx, conn, r.Section)
+	sections, err := readSections(ctx, conn, r.Section)
 	if err != nil {
 		return nil, err
 	}
-	exists := map[string]bool{}
-	for _, o := range current {
-		exists[o.Name] = true
+	ti, err := pick(sections, r.Section, r.Type)
+	if err != nil {
+		return nil, err
 	}
+	target := sections[ti]
 	a := action("UpdateConfig", "SrcFilename", "pjsip.conf", "DstFilename", "pjsip.conf", "Reload", "res_pjsip.so")
 	for i, k := range names {
-		op := "append"
-		if exists[k] {
-			op = "update"
+		if _, ok := target.get(k); !ok {
+			return nil, invalid("section %q has no option %s; only existing options can be changed", r.Section, k)
+		}
+		for j, other := range sections {
+			if _, ok := other.get(k); ok && j != ti {
+				return nil, invalid("option %s is also in another section named %q; changing it over AMI would change both", k, r.Section)
+			}
 		}
 		n := fmt.Sprintf("%06d", i)
-		a.AddField("Action-"+n, op)
+		a.AddField("Action-"+n, "update")
 		a.AddField("Cat-"+n, r.Section)
 		a.AddField("Var-"+n, k)
 		a.AddField("Value-"+n, r.Set[k])
@@ -461,7 +504,7 @@ func cmdConfigUpdate(ctx context.Context, conn *ami.Conn, m proto.Message) (*pb.
 // ...}}, keeping option order and repeated names (allow=ulaw, allow=alaw),
 // which a map would lose. Asterisk escapes only '\' and '"', so raw control
 // characters are escaped first.
-func parseConfigJSON(s string) (map[string][]*pb.ConfigOption, error) {
+func parseConfigJSON(s string) ([]configSection, error) {
 	var b strings.Builder
 	for _, r := range s {
 		if r < 0x20 {
@@ -471,7 +514,7 @@ func parseConfigJSON(s string) (map[string][]*pb.ConfigOption, error) {
 		b.WriteRune(r)
 	}
 	dec := json.NewDecoder(bytes.NewReader([]byte(b.String())))
-	out := map[string][]*pb.ConfigOption{}
+	var out []configSection
 	expect := func(want json.Delim) error {
 		t, err := dec.Token()
 		if err != nil {
@@ -517,7 +560,7 @@ func parseConfigJSON(s string) (map[string][]*pb.ConfigOption, error) {
 		if err := expect('}'); err != nil {
 			return nil, err
 		}
-		out[section] = opts
+		out = append(out, configSection{name: section, opts: opts})
 	}
 	if err := expect('}'); err != nil {
 		return nil, err
