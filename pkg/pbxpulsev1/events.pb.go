@@ -3903,6 +3903,7 @@ type Reconciliation struct {
 	ChannelsDrift      uint32 `protobuf:"varint,1,opt,name=channels_drift,json=channelsDrift,proto3" json:"channels_drift,omitempty"`
 	ContactsDrift      uint32 `protobuf:"varint,2,opt,name=contacts_drift,json=contactsDrift,proto3" json:"contacts_drift,omitempty"`
 	RegistrationsDrift uint32 `protobuf:"varint,3,opt,name=registrations_drift,json=registrationsDrift,proto3" json:"registrations_drift,omitempty"`
+	DevicesDrift       uint32 `protobuf:"varint,4,opt,name=devices_drift,json=devicesDrift,proto3" json:"devices_drift,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -3954,6 +3955,13 @@ func (x *Reconciliation) GetContactsDrift() uint32 {
 func (x *Reconciliation) GetRegistrationsDrift() uint32 {
 	if x != nil {
 		return x.RegistrationsDrift
+	}
+	return 0
+}
+
+func (x *Reconciliation) GetDevicesDrift() uint32 {
+	if x != nil {
+		return x.DevicesDrift
 	}
 	return 0
 }
@@ -4457,11 +4465,12 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\x0eQueuesSnapshot\x121\n" +
 	"\x06queues\x18\x01 \x03(\v2\x19.pbxpulse.v1.QueueSummaryR\x06queues\x122\n" +
 	"\amembers\x18\x02 \x03(\v2\x18.pbxpulse.v1.QueueMemberR\amembers\x122\n" +
-	"\acallers\x18\x03 \x03(\v2\x18.pbxpulse.v1.QueueCallerR\acallers\"\x8f\x01\n" +
+	"\acallers\x18\x03 \x03(\v2\x18.pbxpulse.v1.QueueCallerR\acallers\"\xb4\x01\n" +
 	"\x0eReconciliation\x12%\n" +
 	"\x0echannels_drift\x18\x01 \x01(\rR\rchannelsDrift\x12%\n" +
 	"\x0econtacts_drift\x18\x02 \x01(\rR\rcontactsDrift\x12/\n" +
-	"\x13registrations_drift\x18\x03 \x01(\rR\x12registrationsDrift\"T\n" +
+	"\x13registrations_drift\x18\x03 \x01(\rR\x12registrationsDrift\x12#\n" +
+	"\rdevices_drift\x18\x04 \x01(\rR\fdevicesDrift\"T\n" +
 	"\bAriEvent\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12 \n" +
 	"\vapplication\x18\x02 \x01(\tR\vapplication\x12\x12\n" +

@@ -2,6 +2,7 @@ package pbxsim
 
 import (
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -37,6 +38,7 @@ func init() {
 		"queuestatus":                    actQueueStatus,
 		"queuesummary":                   actQueueSummary,
 		"queuepause":                     actQueuePause,
+		"devicestatelist":                actDeviceStateList,
 	}
 }
 
@@ -181,4 +183,22 @@ func actCoreShowChannels(s *Server, m msg) []msg {
 		items = append(items, ev)
 	}
 	return list("Channels will follow", "CoreShowChannelsComplete", items)
+}
+
+// actDeviceStateList lists every device's state as DeviceStateChange items
+// (ami-actions-idle.* ActionID -21). Asterisk's order is its container's;
+// here it is by name.
+func actDeviceStateList(s *Server, m msg) []msg {
+	names := make([]string, 0, len(s.devs))
+	for n, d := range s.devs {
+		if d.ami != "" {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	items := make([]msg, 0, len(names))
+	for _, n := range names {
+		items = append(items, msg{{"Event", "DeviceStateChange"}, {"Device", n}, {"State", s.devs[n].ami}})
+	}
+	return list("Device State Changes will follow", "DeviceStateListComplete", items)
 }

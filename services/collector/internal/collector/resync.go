@@ -24,7 +24,7 @@ type listing struct {
 // drifts in practice.
 var (
 	fullActions      = []string{"PJSIPShowRegistrationsOutbound", "PJSIPShowEndpoints", "PJSIPShowContacts", "SIPpeers", "IAXpeerlist", "QueueStatus", "CoreShowChannels"}
-	reconcileActions = []string{"PJSIPShowRegistrationsOutbound", "PJSIPShowContacts", "CoreShowChannels"}
+	reconcileActions = []string{"PJSIPShowRegistrationsOutbound", "PJSIPShowContacts", "DeviceStateList", "CoreShowChannels"}
 )
 
 // readLists runs the actions one after the other. A PBX without a module
@@ -166,6 +166,18 @@ func (s *session) applyReconcile(l *listing, st *state) error {
 		}
 	}
 
+	devs := l.results["DeviceStateList"]
+	var listedDevs []*pb.DeviceState
+	for _, m := range items(devs, "DeviceStateChange") {
+		listedDevs = append(listedDevs, &pb.DeviceState{Device: m.Field("Device"), State: m.Field("State")})
+	}
+	for _, d := range st.objects.deviceDrift(listedDevs, sentSeq(devs)) {
+		rec.DevicesDrift++
+		if err := s.publish(&pb.Event{Refs: &pb.PbxRefs{Endpoint: ami.EndpointOfDevice(d.Device)}, Payload: &pb.Event_DeviceState{DeviceState: d}}); err != nil {
+			return err
+		}
+	}
+
 	ch := l.results["CoreShowChannels"]
 	listed := channelList(ch)
 	rec.ChannelsDrift = uint32(st.channels.drift(listed, sentSeq(ch)))
@@ -175,11 +187,12 @@ func (s *session) applyReconcile(l *listing, st *state) error {
 			return err
 		}
 	}
-	for list, n := range map[string]uint32{"channels": rec.ChannelsDrift, "contacts": rec.ContactsDrift, "registrations": rec.RegistrationsDrift} {
+	for list, n := range map[string]uint32{"channels": rec.ChannelsDrift, "contacts": rec.ContactsDrift, "registrations": rec.RegistrationsDrift, "devices": rec.DevicesDrift} {
 		s.metrics.drift.WithLabelValues(s.pbx.ID, list).Add(float64(n))
 	}
-	if n := rec.ChannelsDrift + rec.ContactsDrift + rec.RegistrationsDrift; n > 0 {
-		s.log.Warn("reconciliation corrected drift", "channels", rec.ChannelsDrift, "contacts", rec.ContactsDrift, "registrations", rec.RegistrationsDrift)
+	if n := rec.ChannelsDrift + rec.ContactsDrift + rec.RegistrationsDrift + rec.DevicesDrift; n > 0 {
+		s.log.Warn("reconciliation corrected drift", "channels", rec.ChannelsDrift, "contacts", rec.ContactsDrift,
+			"registrations", rec.RegistrationsDrift, "devices", rec.DevicesDrift)
 	}
 	if err := s.publish(&pb.Event{Payload: &pb.Event_Reconciliation{Reconciliation: &rec}}); err != nil {
 		return fmt.Errorf("reconciliation: %w", err)

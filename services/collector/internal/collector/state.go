@@ -18,10 +18,11 @@ type seen struct {
 type objectTracker struct {
 	contacts map[string]seen // endpoint|uri
 	regs     map[string]seen // client URI
+	devices  map[string]seen // device name
 }
 
 func newObjectTracker() *objectTracker {
-	return &objectTracker{contacts: map[string]seen{}, regs: map[string]seen{}}
+	return &objectTracker{contacts: map[string]seen{}, regs: map[string]seen{}, devices: map[string]seen{}}
 }
 
 func contactKey(c *pb.ContactStatus) string { return c.GetEndpoint() + "|" + c.GetUri() }
@@ -31,6 +32,8 @@ func (t *objectTracker) observe(seq uint64, e *pb.Event) {
 	case *pb.Event_ContactStatus:
 		c := p.ContactStatus
 		t.contacts[contactKey(c)] = seen{status: c.Status, seq: seq, aor: c.Aor}
+	case *pb.Event_DeviceState:
+		t.devices[p.DeviceState.Device] = seen{status: p.DeviceState.State, seq: seq}
 	case *pb.Event_TrunkRegistration:
 		if uri := p.TrunkRegistration.ClientUri; uri != "" {
 			t.regs[uri] = seen{status: p.TrunkRegistration.Status, seq: seq}
@@ -92,6 +95,24 @@ func (t *objectTracker) regDrift(listed []*pb.TrunkRegistration, sent uint64) []
 			out = append(out, r)
 		}
 		t.regs[r.ClientUri] = seen{status: r.Status, seq: sent}
+	}
+	return out
+}
+
+// deviceDrift returns the device states a DeviceStateList read at sent
+// shows the events got wrong (a lost DeviceStateChange leaves a phone "in
+// use" forever otherwise).
+func (t *objectTracker) deviceDrift(listed []*pb.DeviceState, sent uint64) []*pb.DeviceState {
+	var out []*pb.DeviceState
+	for _, d := range listed {
+		cur, ok := t.devices[d.Device]
+		if ok && cur.seq > sent {
+			continue
+		}
+		if ok && cur.status != d.State {
+			out = append(out, d)
+		}
+		t.devices[d.Device] = seen{status: d.State, seq: sent}
 	}
 	return out
 }
