@@ -312,7 +312,7 @@ func TestCollectorOutboxOverflowResyncs(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.RestartNATS(3 * time.Second) }()
 	time.Sleep(500 * time.Millisecond) // NATS is down now
-	for range 40 {                      // ~10 AMI messages each: well over 100 events
+	for range 40 {                     // ~10 AMI messages each: well over 100 events
 		s.Sim.Register("1004")
 		s.Sim.Unregister("1004")
 	}
