@@ -8,9 +8,6 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	"github.com/pbxpulse/pbxpulse/pkg/ari"
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
@@ -23,7 +20,6 @@ import (
 // including the link state and a REST resync on every (re)connect.
 type ariSession struct {
 	pbx        string
-	tenant     string
 	cfg        ari.Config
 	withAMI    bool
 	out        *bus.Outbox
@@ -37,9 +33,8 @@ type ariSession struct {
 	// the linkedids inferred before it.
 	norm *normalize.ARI
 
-	sessionID string
-	seq       uint64
-	attempt   uint32
+	env     envelope // per connection
+	attempt uint32
 }
 
 func (s *ariSession) run(ctx context.Context) {
@@ -84,8 +79,7 @@ func (s *ariSession) connectOnce(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	s.sessionID = uuid.NewString()
-	s.seq = 0
+	s.env.newSession()
 	if s.norm == nil {
 		s.norm = &normalize.ARI{WithAMI: s.withAMI}
 	}
@@ -166,23 +160,10 @@ func (s *ariSession) publishAll(evs []*pb.Event) {
 }
 
 func (s *ariSession) publish(e *pb.Event) {
-	now := time.Now()
-	s.seq++
-	id, err := uuid.NewV7()
-	if err != nil {
-		s.log.Error("event id", "err", err)
+	if err := s.env.stamp(e); err != nil {
+		s.log.Error("event not stamped", "err", err)
 		return
 	}
-	e.Id = id.String()
-	e.Tenant = s.tenant
-	e.PbxId = s.pbx
-	e.Source = pb.Source_SOURCE_ARI
-	e.ReceivedTime = timestamppb.New(now)
-	if e.PbxTime == nil {
-		e.PbxTime = e.ReceivedTime
-	}
-	e.SessionSeq = s.seq
-	e.SessionId = s.sessionID
 	ok, err := s.out.Enqueue(e)
 	switch {
 	case err != nil:

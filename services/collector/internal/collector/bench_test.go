@@ -19,6 +19,7 @@ import (
 
 	"github.com/pbxpulse/pbxpulse/pkg/ami"
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
+	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
 	"github.com/pbxpulse/pbxpulse/pkg/testenv"
 	"github.com/pbxpulse/pbxpulse/services/collector/internal/normalize"
 )
@@ -113,7 +114,8 @@ func runPipeline(b *testing.B, nc *nats.Conn, addr string, total int, log *slog.
 		b.Fatal(err)
 	}
 	go out.Run(ctx)
-	s := &session{pbx: PBX{ID: "pbx1"}, tenant: "bench", out: out, log: log, metrics: newMetrics(), sessionID: "bench"}
+	s := &session{pbx: PBX{ID: "pbx1"}, tenant: "bench", out: out, log: log, metrics: newMetrics(),
+		env: envelope{tenant: "bench", pbx: "pbx1", source: pb.Source_SOURCE_AMI, sessionID: "bench"}}
 	st := &state{channels: newChannelTracker(), objects: newObjectTracker()}
 	start := time.Now()
 	conn, err := ami.Dial(ctx, addr, "monitor", "x", ami.Options{Events: true})

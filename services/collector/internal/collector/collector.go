@@ -82,6 +82,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			pbx: p, tenant: cfg.Tenant, keepalive: cfg.Keepalive, reconcile: cfg.ReconcileInterval,
 			maxBackoff: cfg.MaxBackoff, log: log.With("pbx", p.ID, "addr", p.Addr), metrics: m, trunkRe: trunkRe, extRe: extRe,
 			audits: make(chan *pb.Event, 64),
+			env:    envelope{tenant: cfg.Tenant, pbx: p.ID, source: pb.Source_SOURCE_AMI},
 		}
 		if cfg.Commands {
 			byID[p.ID].ami.nc = nc
@@ -91,8 +92,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	for _, p := range aris {
 		w := get(p.ID)
 		w.ari = &ariSession{
-			pbx: p.ID, tenant: cfg.Tenant, cfg: p.Conf, withAMI: w.ami != nil, maxBackoff: cfg.MaxBackoff,
+			pbx: p.ID, cfg: p.Conf, withAMI: w.ami != nil, maxBackoff: cfg.MaxBackoff,
 			log: log.With("pbx", p.ID, "ari", p.Conf.URL), metrics: m, trunkRe: trunkRe, extRe: extRe,
+			env: envelope{tenant: cfg.Tenant, pbx: p.ID, source: pb.Source_SOURCE_ARI},
 		}
 	}
 	var wg sync.WaitGroup

@@ -9,11 +9,9 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/staskobzar/goami2"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pbxpulse/pbxpulse/pkg/ami"
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
@@ -41,10 +39,8 @@ type session struct {
 	// hot-path counters, resolved once
 	cAMI, cEvents, cDropped prometheus.Counter
 
-	// per connection
-	sessionID string
-	seq       uint64
-	attempt   uint32
+	env     envelope // per connection
+	attempt uint32
 }
 
 // state is what one connection knows of the PBX, for resync and reconciliation.
@@ -97,8 +93,7 @@ func (s *session) connectOnce(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	s.sessionID = uuid.NewString()
-	s.seq = 0
+	s.env.newSession()
 	s.log.Info("pbx connected", "banner", conn.Banner())
 	s.publishConn(pb.PbxConnection_STATE_RESYNCING, "", conn.Banner())
 
@@ -239,24 +234,9 @@ func (s *session) handleEvent(ev ami.Event, st *state) error {
 // error: the outbox counts and logs it, and the event loop resyncs once
 // NATS is back.
 func (s *session) publish(e *pb.Event) error {
-	now := time.Now()
-	s.seq++
-	id, err := uuid.NewV7()
-	if err != nil {
-		return fmt.Errorf("event id: %w", err)
+	if err := s.env.stamp(e); err != nil {
+		return err
 	}
-	e.Id = id.String()
-	e.Tenant = s.tenant
-	e.PbxId = s.pbx.ID
-	if e.Source == pb.Source_SOURCE_UNSPECIFIED {
-		e.Source = pb.Source_SOURCE_AMI
-	}
-	e.ReceivedTime = timestamppb.New(now)
-	if e.PbxTime == nil {
-		e.PbxTime = e.ReceivedTime
-	}
-	e.SessionSeq = s.seq
-	e.SessionId = s.sessionID
 	ok, err := s.out.Enqueue(e)
 	if err != nil {
 		return err
@@ -265,11 +245,7 @@ func (s *session) publish(e *pb.Event) error {
 		s.counters().cDropped.Inc()
 		return nil
 	}
-	if e.Source == pb.Source_SOURCE_AMI {
-		s.counters().cEvents.Inc()
-	} else {
-		s.metrics.events.WithLabelValues(s.pbx.ID, e.Source.String()).Inc()
-	}
+	s.counters().cEvents.Inc()
 	return nil
 }
 
