@@ -77,6 +77,7 @@ func amiSource(tb testing.TB, data []byte) string {
 // mean size into the same server, in the same run. See docs/benchmarks.md.
 func BenchmarkPipeline(b *testing.B) {
 	const msgs = 100_000
+	tuneRuntime(slog.New(slog.DiscardHandler)) // as the collector does at start
 	data, total := capturedEvents(b, msgs)
 	srv := testenv.NATS(b)
 	log := slog.New(slog.DiscardHandler)
