@@ -30,7 +30,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	pbxs, _ := cfg.PBXs()
-	tuneRuntime(log)
+	tuneGC(log)
+	tuneMemoryLimit(log)
 	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-collector", log)
 	if err != nil {
 		return err
@@ -188,15 +189,25 @@ func serveHTTP(addr string, nc *nats.Conn, m *metrics, log *slog.Logger) (func()
 	return func() { srv.Close() }, nil
 }
 
-// tuneRuntime trades a little memory for less garbage collection, unless
-// the operator set GOGC: the collector's live heap is small and its
-// allocation rate high (every AMI message becomes an event), so the default
-// GOGC=100 spends about a tenth of the CPU collecting. (No soft memory limit:
-// during a NATS outage the outbox legitimately holds tens of MB, and a limit
-// below that would make the GC spin.)
-func tuneRuntime(log *slog.Logger) {
+// tuneGC trades a little memory for less garbage collection, unless the
+// operator set GOGC: the collector's live heap is small and its allocation
+// rate high (every AMI message becomes an event), so the default GOGC=100
+// spends about a tenth of the CPU collecting.
+func tuneGC(log *slog.Logger) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(200)
 		log.Debug("GOGC set to 200")
+	}
+}
+
+// tuneMemoryLimit sets a soft memory limit unless the operator set
+// GOMEMLIMIT, so that GOGC=200 does not let bursts (a resync of 10,000
+// endpoints) inflate the RSS. It is soft: during a long NATS outage the
+// outbox may hold more, and the GC then works harder (at most half the CPU,
+// by the runtime's own limiter) rather than failing.
+func tuneMemoryLimit(log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(26 << 20)
+		log.Debug("GOMEMLIMIT set to 26MiB")
 	}
 }

@@ -3,21 +3,33 @@ package collector
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/staskobzar/goami2"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pbxpulse/pbxpulse/pkg/ami"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
 	"github.com/pbxpulse/pbxpulse/services/collector/internal/normalize"
 )
 
-// listing is the answer to a set of list actions, handed to the event loop so
-// that it is applied in order with the events around it.
+// listing is the answer to a set of list actions, already converted to the
+// contract, handed to the event loop so that it is applied in order with the
+// events around it. Each list remembers the event sequence number at which
+// it was requested (its *Sent), to tell it from newer events.
 type listing struct {
-	full    bool   // a full resync (connect, overflow) rather than a reconciliation
-	reason  string // why a full resync was run
-	results map[string]*ami.Result
-	done    uint64 // the highest DoneSeq: apply once every event up to it is handled
+	full   bool   // a full resync (connect, overflow) rather than a reconciliation
+	reason string // why a full resync was run
+	done   uint64 // the highest DoneSeq: apply once every event up to it is handled
+
+	regs                  []*pb.TrunkRegistration
+	endpoints             []*pb.EndpointState // PJSIP, chan_sip and IAX2
+	contacts              []*pb.ContactStatus
+	devices               []*pb.DeviceState
+	queues                *pb.QueuesSnapshot // nil when the PBX has no app_queue
+	channels              []*pb.Channel
+	regsSent, contactSent uint64
+	devicesSent, chanSent uint64
 }
 
 // Full resync reads everything the views show; the reconciliation only what
@@ -27,15 +39,18 @@ var (
 	reconcileActions = []string{"PJSIPShowRegistrationsOutbound", "PJSIPShowContacts", "DeviceStateList", "CoreShowChannels"}
 )
 
-// readLists runs the actions one after the other. A PBX without a module
-// answers Error (e.g. no chan_sip: "Invalid/unknown command"): that list is
-// empty, not a failure.
+// readLists runs the actions one after the other and converts each answer
+// at once, so that a PBX with 10,000 endpoints never has its raw list
+// messages in memory all together. A PBX without a module answers Error
+// (e.g. no chan_sip: "Invalid/unknown command"): that list is empty, not a
+// failure.
 func (s *session) readLists(ctx context.Context, conn *ami.Conn, full bool, reason string) (*listing, error) {
 	names := reconcileActions
 	if full {
 		names = fullActions
 	}
-	l := &listing{full: full, reason: reason, results: map[string]*ami.Result{}}
+	l := &listing{full: full, reason: reason}
+	cls := normalize.Classifier{TrunkPattern: s.trunkRe, ExtensionPattern: s.extRe}
 	for _, name := range names {
 		res, err := conn.Action(ctx, goami2.NewAction(name))
 		if err != nil {
@@ -44,16 +59,74 @@ func (s *session) readLists(ctx context.Context, conn *ami.Conn, full bool, reas
 		if err := res.Error(); err != nil {
 			s.log.Debug("list action refused", "action", name, "err", err)
 		}
-		l.results[name] = res
 		l.done = max(l.done, res.DoneSeq)
+		switch name {
+		case "PJSIPShowRegistrationsOutbound":
+			l.regsSent = res.SentSeq
+			for _, m := range items(res, "OutboundRegistrationDetail") {
+				cls.NoteRegistration(m)
+				l.regs = append(l.regs, detach(normalize.OutboundRegistration(m)))
+			}
+		case "PJSIPShowEndpoints":
+			for _, m := range items(res, "EndpointList") {
+				l.endpoints = append(l.endpoints, detach(normalize.EndpointState(m, cls.Kind(m))))
+			}
+		case "SIPpeers", "IAXpeerlist":
+			for _, m := range items(res, "PeerEntry") {
+				l.endpoints = append(l.endpoints, detach(cls.Peer(m)))
+			}
+		case "PJSIPShowContacts":
+			l.contactSent = res.SentSeq
+			for _, m := range items(res, "ContactList") {
+				l.contacts = append(l.contacts, detach(normalize.ContactListItem(m)))
+			}
+		case "DeviceStateList":
+			l.devicesSent = res.SentSeq
+			for _, m := range items(res, "DeviceStateChange") {
+				l.devices = append(l.devices, &pb.DeviceState{Device: clone(m.Field("Device")), State: clone(m.Field("State"))})
+			}
+		case "QueueStatus":
+			if res.Error() != nil {
+				continue
+			}
+			q := &pb.QueuesSnapshot{}
+			for _, m := range items(res, "QueueParams") {
+				q.Queues = append(q.Queues, normalize.QueueParams(m))
+			}
+			for _, m := range items(res, "QueueMember") {
+				q.Members = append(q.Members, normalize.QueueMember(m))
+			}
+			for _, m := range items(res, "QueueEntry") {
+				q.Callers = append(q.Callers, normalize.QueueEntry(m))
+			}
+			l.queues = detach(q)
+		case "CoreShowChannels":
+			l.chanSent = res.SentSeq
+			for _, m := range items(res, "CoreShowChannel") {
+				l.channels = append(l.channels, detach(normalize.CoreShowChannel(m)))
+			}
+		}
 	}
 	return l, nil
 }
 
-func items(r *ami.Result, event string) []*goami2.Message {
-	if r == nil {
-		return nil
+// detach copies a message whose strings are slices of AMI frames, so that
+// keeping it does not keep whole frames alive.
+func detach[M proto.Message](m M) M {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return m
 	}
+	out := m.ProtoReflect().New().Interface().(M)
+	if proto.Unmarshal(b, out) != nil {
+		return m
+	}
+	return out
+}
+
+func clone(s string) string { return string([]byte(s)) }
+
+func items(r *ami.Result, event string) []*goami2.Message {
 	var out []*goami2.Message
 	for _, m := range r.Items {
 		if m.Field("Event") == event {
@@ -63,125 +136,78 @@ func items(r *ami.Result, event string) []*goami2.Message {
 	return out
 }
 
-func sentSeq(r *ami.Result) uint64 {
-	if r == nil {
-		return 0
+// pace keeps a burst (10,000 endpoints at resync) from piling up in the
+// outbox when it could as well wait in the PBX's socket: every so often it
+// lets the outbox drain, for at most a few seconds (NATS may be away; then
+// the outbox's own limits apply).
+func (s *session) pace(i int) {
+	if i%500 != 0 || s.out.Len() < 2000 {
+		return
 	}
-	return r.SentSeq
+	deadline := time.Now().Add(5 * time.Second)
+	for s.out.Len() > 1000 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // applyFull publishes the PBX's whole state as it is now. Endpoints not
 // announced between RESYNCING and CONNECTED of a session no longer exist.
 func (s *session) applyFull(l *listing, st *state) error {
-	cls := normalize.Classifier{TrunkPattern: s.trunkRe, ExtensionPattern: s.extRe}
-	var regs []*pb.TrunkRegistration
-	regItems := items(l.results["PJSIPShowRegistrationsOutbound"], "OutboundRegistrationDetail")
-	for _, m := range regItems {
-		cls.NoteRegistration(m)
+	n := 0
+	emit := func(e *pb.Event) error {
+		n++
+		s.pace(n)
+		return s.publish(e)
 	}
-	for _, m := range regItems {
-		reg := normalize.OutboundRegistration(m)
-		regs = append(regs, reg)
-		if err := s.publish(&pb.Event{Payload: &pb.Event_TrunkRegistration{TrunkRegistration: reg}}); err != nil {
+	for _, reg := range l.regs {
+		if err := emit(&pb.Event{Payload: &pb.Event_TrunkRegistration{TrunkRegistration: reg}}); err != nil {
 			return err
 		}
 	}
-	for _, m := range items(l.results["PJSIPShowEndpoints"], "EndpointList") {
-		es := normalize.EndpointState(m, cls.Kind(m))
-		if err := s.publish(&pb.Event{Refs: &pb.PbxRefs{Endpoint: es.Name}, Payload: &pb.Event_EndpointState{EndpointState: es}}); err != nil {
+	for _, es := range l.endpoints {
+		if err := emit(&pb.Event{Refs: &pb.PbxRefs{Endpoint: es.Name}, Payload: &pb.Event_EndpointState{EndpointState: es}}); err != nil {
 			return err
 		}
 	}
-	for _, action := range []string{"SIPpeers", "IAXpeerlist"} {
-		for _, m := range items(l.results[action], "PeerEntry") {
-			es := cls.Peer(m)
-			if err := s.publish(&pb.Event{Refs: &pb.PbxRefs{Endpoint: es.Name}, Payload: &pb.Event_EndpointState{EndpointState: es}}); err != nil {
-				return err
-			}
-		}
-	}
-	var contacts []*pb.ContactStatus
-	for _, m := range items(l.results["PJSIPShowContacts"], "ContactList") {
-		c := normalize.ContactListItem(m)
-		contacts = append(contacts, c)
-		if err := s.publish(&pb.Event{Refs: &pb.PbxRefs{Endpoint: c.Endpoint}, Payload: &pb.Event_ContactStatus{ContactStatus: c}}); err != nil {
+	for _, c := range l.contacts {
+		if err := emit(&pb.Event{Refs: &pb.PbxRefs{Endpoint: c.Endpoint}, Payload: &pb.Event_ContactStatus{ContactStatus: c}}); err != nil {
 			return err
 		}
 	}
-	st.objects.reset(contacts, regs, sentSeq(l.results["PJSIPShowContacts"]))
-	if q := l.results["QueueStatus"]; q != nil && q.Error() == nil {
-		snap := &pb.QueuesSnapshot{}
-		for _, m := range items(q, "QueueParams") {
-			snap.Queues = append(snap.Queues, normalize.QueueParams(m))
-		}
-		for _, m := range items(q, "QueueMember") {
-			snap.Members = append(snap.Members, normalize.QueueMember(m))
-		}
-		for _, m := range items(q, "QueueEntry") {
-			snap.Callers = append(snap.Callers, normalize.QueueEntry(m))
-		}
-		if err := s.publish(&pb.Event{Payload: &pb.Event_QueuesSnapshot{QueuesSnapshot: snap}}); err != nil {
+	st.objects.reset(l.contacts, l.regs, l.contactSent)
+	if l.queues != nil {
+		if err := emit(&pb.Event{Payload: &pb.Event_QueuesSnapshot{QueuesSnapshot: l.queues}}); err != nil {
 			return err
 		}
 	}
-	ch := l.results["CoreShowChannels"]
-	snap := st.channels.reconcile(channelList(ch), sentSeq(ch))
+	snap := st.channels.reconcile(l.channels, l.chanSent)
 	return s.publish(&pb.Event{Payload: &pb.Event_ChannelsSnapshot{ChannelsSnapshot: &pb.ChannelsSnapshot{Channels: snap}}})
-}
-
-func channelList(r *ami.Result) []*pb.Channel {
-	var out []*pb.Channel
-	for _, m := range items(r, "CoreShowChannel") {
-		out = append(out, normalize.CoreShowChannel(m))
-	}
-	return out
 }
 
 // applyReconcile compares the lists with what events said and publishes
 // corrections only where they differ, then a Reconciliation with the counts.
 func (s *session) applyReconcile(l *listing, st *state) error {
 	var rec pb.Reconciliation
-
-	regs := l.results["PJSIPShowRegistrationsOutbound"]
-	var listedRegs []*pb.TrunkRegistration
-	for _, m := range items(regs, "OutboundRegistrationDetail") {
-		listedRegs = append(listedRegs, normalize.OutboundRegistration(m))
-	}
-	for _, r := range st.objects.regDrift(listedRegs, sentSeq(regs)) {
+	for _, r := range st.objects.regDrift(l.regs, l.regsSent) {
 		rec.RegistrationsDrift++
 		if err := s.publish(&pb.Event{Payload: &pb.Event_TrunkRegistration{TrunkRegistration: r}}); err != nil {
 			return err
 		}
 	}
-
-	contacts := l.results["PJSIPShowContacts"]
-	var listedContacts []*pb.ContactStatus
-	for _, m := range items(contacts, "ContactList") {
-		listedContacts = append(listedContacts, normalize.ContactListItem(m))
-	}
-	for _, c := range st.objects.contactDrift(listedContacts, sentSeq(contacts)) {
+	for _, c := range st.objects.contactDrift(l.contacts, l.contactSent) {
 		rec.ContactsDrift++
 		if err := s.publish(&pb.Event{Refs: &pb.PbxRefs{Endpoint: c.Endpoint}, Payload: &pb.Event_ContactStatus{ContactStatus: c}}); err != nil {
 			return err
 		}
 	}
-
-	devs := l.results["DeviceStateList"]
-	var listedDevs []*pb.DeviceState
-	for _, m := range items(devs, "DeviceStateChange") {
-		listedDevs = append(listedDevs, &pb.DeviceState{Device: m.Field("Device"), State: m.Field("State")})
-	}
-	for _, d := range st.objects.deviceDrift(listedDevs, sentSeq(devs)) {
+	for _, d := range st.objects.deviceDrift(l.devices, l.devicesSent) {
 		rec.DevicesDrift++
 		if err := s.publish(&pb.Event{Refs: &pb.PbxRefs{Endpoint: ami.EndpointOfDevice(d.Device)}, Payload: &pb.Event_DeviceState{DeviceState: d}}); err != nil {
 			return err
 		}
 	}
-
-	ch := l.results["CoreShowChannels"]
-	listed := channelList(ch)
-	rec.ChannelsDrift = uint32(st.channels.drift(listed, sentSeq(ch)))
-	snap := st.channels.reconcile(listed, sentSeq(ch))
+	rec.ChannelsDrift = uint32(st.channels.drift(l.channels, l.chanSent))
+	snap := st.channels.reconcile(l.channels, l.chanSent)
 	if rec.ChannelsDrift > 0 {
 		if err := s.publish(&pb.Event{Payload: &pb.Event_ChannelsSnapshot{ChannelsSnapshot: &pb.ChannelsSnapshot{Channels: snap}}}); err != nil {
 			return err

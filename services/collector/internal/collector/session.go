@@ -155,6 +155,10 @@ func (s *session) connectOnce(ctx context.Context) error {
 			}
 		case <-tick.C:
 			s.metrics.outboxLen.WithLabelValues(s.pbx.ID).Set(float64(s.out.Len()))
+			if !reading && pending == nil {
+				// No list is being read: nothing needs the seq bookkeeping.
+				st.channels.forgetBefore(processed)
+			}
 			switch {
 			case reading || !connected:
 			case s.out.Overflowed() && s.out.Len() < s.out.Capacity()/2:

@@ -31,12 +31,13 @@ func (t *objectTracker) observe(seq uint64, e *pb.Event) {
 	switch p := e.Payload.(type) {
 	case *pb.Event_ContactStatus:
 		c := p.ContactStatus
-		t.contacts[contactKey(c)] = seen{status: c.Status, seq: seq, aor: c.Aor}
+		// Event strings are slices of whole AMI frames: keep copies.
+		t.contacts[contactKey(c)] = seen{status: clone(c.Status), seq: seq, aor: clone(c.Aor)}
 	case *pb.Event_DeviceState:
-		t.devices[p.DeviceState.Device] = seen{status: p.DeviceState.State, seq: seq}
+		t.devices[clone(p.DeviceState.Device)] = seen{status: clone(p.DeviceState.State), seq: seq}
 	case *pb.Event_TrunkRegistration:
 		if uri := p.TrunkRegistration.ClientUri; uri != "" {
-			t.regs[uri] = seen{status: p.TrunkRegistration.Status, seq: seq}
+			t.regs[clone(uri)] = seen{status: clone(p.TrunkRegistration.Status), seq: seq}
 		}
 	}
 }

@@ -26,13 +26,13 @@ func newChannelTracker() *channelTracker {
 
 func (t *channelTracker) observe(seq uint64, e *pb.Event) {
 	if id := e.GetRefs().GetUniqueid(); id != "" {
-		t.updated[id] = seq
+		t.updated[clone(id)] = seq // a copy: the event's string pins its AMI frame
 	}
 	switch p := e.Payload.(type) {
 	case *pb.Event_ChannelCreated:
 		ch := p.ChannelCreated.Channel
 		t.live[ch.Uniqueid] = proto.Clone(ch).(*pb.Channel)
-		t.created[ch.Uniqueid] = seq
+		t.created[clone(ch.Uniqueid)] = seq
 	case *pb.Event_ChannelStateChanged:
 		t.update(p.ChannelStateChanged.Channel)
 	case *pb.Event_CallerIdChanged:
@@ -50,7 +50,7 @@ func (t *channelTracker) observe(seq uint64, e *pb.Event) {
 	case *pb.Event_ChannelHungUp:
 		id := p.ChannelHungUp.Channel.Uniqueid
 		delete(t.live, id)
-		t.hungup[id] = seq
+		t.hungup[clone(id)] = seq
 	}
 }
 
