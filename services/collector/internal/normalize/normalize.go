@@ -95,6 +95,18 @@ func Event(m *goami2.Message) *pb.Event {
 			RoundtripUsec: rtt, RoundtripKnown: known,
 		}}
 		r.Refs = &pb.PbxRefs{Endpoint: ep}
+	case "ContactStatusDetail":
+		// Listed by PJSIPShowEndpoint/PJSIPShowAors: the contact with its
+		// user agent, via address and expiry.
+		ep := m.Field("EndpointName")
+		rtt, known := parseRTT(m.Field("RoundtripUsec"))
+		exp, _ := strconv.ParseInt(m.Field("RegExpire"), 10, 64)
+		r.Payload = &pb.Event_ContactStatus{ContactStatus: &pb.ContactStatus{
+			Endpoint: ep, Aor: m.Field("AOR"), Uri: m.Field("URI"), Status: m.Field("Status"),
+			RoundtripUsec: rtt, RoundtripKnown: known, UserAgent: m.Field("UserAgent"),
+			ViaAddress: m.Field("ViaAddress"), ExpirationTime: exp,
+		}}
+		r.Refs = &pb.PbxRefs{Endpoint: ep}
 	case "DeviceStateChange":
 		dev := m.Field("Device")
 		r.Payload = &pb.Event_DeviceState{DeviceState: &pb.DeviceState{Device: dev, State: m.Field("State")}}

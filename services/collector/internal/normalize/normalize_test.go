@@ -3,6 +3,7 @@ package normalize
 import (
 	"bytes"
 	"errors"
+	"google.golang.org/protobuf/proto"
 	"io"
 	"os"
 	"path/filepath"
@@ -186,4 +187,18 @@ func TestContactListItem(t *testing.T) {
 		return
 	}
 	t.Fatal("no contact for 1001")
+}
+
+func TestContactStatusDetail(t *testing.T) {
+	var got *pb.ContactStatus
+	for _, m := range readFrames(t, "ami-actions-incall.in.raw", true) {
+		if m.Field("Event") == "ContactStatusDetail" {
+			got = Event(m).GetContactStatus()
+		}
+	}
+	want := &pb.ContactStatus{Endpoint: "1002", Aor: "1002", Uri: "sip:1002@127.0.0.1:5062", Status: "NonQualified",
+		UserAgent: "sipp-heldout", ViaAddress: "127.0.0.1:5062", ExpirationTime: 1795288456}
+	if !proto.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
 }
