@@ -8,8 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"regexp"
+	"runtime/debug"
 	"sync"
 	"time"
 
