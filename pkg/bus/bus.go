@@ -27,7 +27,11 @@ func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(true),
-		nats.ReconnectBufSize(8<<20),
+		// No reconnect buffer: a message published while disconnected must
+		// fail at once, not be sent after reconnecting ahead of earlier
+		// messages that died with the old connection. The outbox then
+		// republishes everything from the first loss, in order.
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("nats disconnected", "err", err)

@@ -32,6 +32,7 @@ type OutboxConfig struct {
 // NATS is down, or Asterisk drops it. When the queue is full events are
 // refused, counted and logged, and Overflowed tells the producer to resync.
 type Outbox struct {
+	nc    *nats.Conn
 	js    jetstream.JetStream
 	log   *slog.Logger
 	cfg   OutboxConfig
@@ -67,7 +68,7 @@ func NewOutbox(nc *nats.Conn, cfg OutboxConfig, log *slog.Logger) (*Outbox, erro
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
 	return &Outbox{
-		js: js, log: log, cfg: cfg,
+		nc: nc, js: js, log: log, cfg: cfg,
 		queue: make(chan queued, cfg.Capacity),
 	}, nil
 }
@@ -128,8 +129,9 @@ func (o *Outbox) Flush(ctx context.Context) error {
 }
 
 type inflight struct {
-	q queued
-	f jetstream.PubAckFuture
+	q     queued
+	f     jetstream.PubAckFuture
+	epoch uint64 // the connection's reconnect count when it was sent
 }
 
 // Run publishes until ctx ends. Events keep their order: after a failed ack
@@ -185,6 +187,14 @@ func (o *Outbox) Run(ctx context.Context) error {
 }
 
 func (o *Outbox) send(ctx context.Context, fl []inflight, q queued) []inflight {
+	epoch := o.nc.Stats().Reconnects
+	if len(fl) > 0 && fl[0].epoch != epoch {
+		// The connection was replaced while these were in flight: some may
+		// have died with it. Settle them, in order, before anything goes out
+		// on the new connection, or a later event could be stored first.
+		o.republish(ctx, fl)
+		fl = fl[:0]
+	}
 	f, err := o.js.PublishMsgAsync(q.msg, jetstream.WithMsgID(q.id))
 	if err != nil {
 		// Not even sent (e.g. too many pending): settle what is in flight
@@ -192,7 +202,7 @@ func (o *Outbox) send(ctx context.Context, fl []inflight, q queued) []inflight {
 		o.republish(ctx, append(fl, inflight{q: q}))
 		return fl[:0]
 	}
-	return append(fl, inflight{q: q, f: f})
+	return append(fl, inflight{q: q, f: f, epoch: epoch})
 }
 
 // republish publishes fl's events one at a time, in order, retrying each

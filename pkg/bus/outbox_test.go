@@ -183,3 +183,28 @@ func TestOutboxRejectsPayloadlessEvent(t *testing.T) {
 		t.Fatalf("pending %d", o.Len())
 	}
 }
+
+// NATS restarts while the outbox is quiet, with acks still outstanding:
+// nothing sent on the new connection may overtake what died with the old.
+func TestOutboxKeepsOrderAcrossQuietRestart(t *testing.T) {
+	srv := startNATS(t)
+	nc, o := openOutbox(t, srv.s.ClientURL(), OutboxConfig{Capacity: 50_000, AckTimeout: time.Second})
+	seq := 0
+	for round := 0; round < 3; round++ {
+		for range 3000 {
+			seq++
+			if ok, err := o.Enqueue(testEvent(seq)); !ok || err != nil {
+				t.Fatalf("enqueue %d: %v %v", seq, ok, err)
+			}
+		}
+		srv.stop()
+		srv.start()
+		time.Sleep(200 * time.Millisecond) // the client reconnects before the next events
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if err := o.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkInOrder(t, storedSeqs(t, nc), seq)
+}
