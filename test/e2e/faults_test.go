@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +12,6 @@ import (
 
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
 	"github.com/pbxpulse/pbxpulse/test/pbxsim"
-	"github.com/pbxpulse/pbxpulse/test/stack"
 )
 
 // collectorSession is the simulator's id of the collector's AMI session.
@@ -29,7 +30,7 @@ func collectorSession(t *testing.T, sim *pbxsim.Server) string {
 	return id
 }
 
-var errNoSession = &json.UnsupportedValueError{Str: "no collector AMI session yet"}
+var errNoSession = errors.New("no collector AMI session yet")
 
 // A link that stays open but goes silent is found by the keepalive within a
 // few seconds, published as disconnected, and replaced.
@@ -158,7 +159,7 @@ func TestCollectorCommands(t *testing.T) {
 	}
 	testenvEventually(t, 10*time.Second, func() error {
 		if n := len(s.Sim.Truth().Channels); n != 0 {
-			return errNoSession
+			return fmt.Errorf("simulator still has %d channels", n)
 		}
 		return nil
 	})
@@ -250,7 +251,7 @@ func TestCollectorARIBesideAMI(t *testing.T) {
 				return nil
 			}
 		}
-		return errNoSession
+		return errors.New("no ARI websocket yet")
 	})
 	s.Sim.Register("1001")
 	c := s.Sim.CallApp("1001", "700")
@@ -275,5 +276,3 @@ func TestCollectorARIBesideAMI(t *testing.T) {
 		}
 	}
 }
-
-var _ = stack.Services

@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/staskobzar/goami2"
@@ -83,7 +84,7 @@ func (s *session) readLists(ctx context.Context, conn *ami.Conn, full bool, reas
 		case "DeviceStateList":
 			l.devicesSent = res.SentSeq
 			for _, m := range items(res, "DeviceStateChange") {
-				l.devices = append(l.devices, &pb.DeviceState{Device: clone(m.Field("Device")), State: clone(m.Field("State"))})
+				l.devices = append(l.devices, &pb.DeviceState{Device: strings.Clone(m.Field("Device")), State: strings.Clone(m.Field("State"))})
 			}
 		case "QueueStatus":
 			if res.Error() != nil {
@@ -123,8 +124,6 @@ func detach[M proto.Message](m M) M {
 	}
 	return out
 }
-
-func clone(s string) string { return string([]byte(s)) }
 
 func items(r *ami.Result, event string) []*goami2.Message {
 	var out []*goami2.Message

@@ -2,6 +2,7 @@ package collector
 
 import (
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
+	"strings"
 )
 
 // seen is the last known status of one contact or registration and the
@@ -32,12 +33,12 @@ func (t *objectTracker) observe(seq uint64, e *pb.Event) {
 	case *pb.Event_ContactStatus:
 		c := p.ContactStatus
 		// Event strings are slices of whole AMI frames: keep copies.
-		t.contacts[contactKey(c)] = seen{status: clone(c.Status), seq: seq, aor: clone(c.Aor)}
+		t.contacts[contactKey(c)] = seen{status: strings.Clone(c.Status), seq: seq, aor: strings.Clone(c.Aor)}
 	case *pb.Event_DeviceState:
-		t.devices[clone(p.DeviceState.Device)] = seen{status: clone(p.DeviceState.State), seq: seq}
+		t.devices[strings.Clone(p.DeviceState.Device)] = seen{status: strings.Clone(p.DeviceState.State), seq: seq}
 	case *pb.Event_TrunkRegistration:
 		if uri := p.TrunkRegistration.ClientUri; uri != "" {
-			t.regs[clone(uri)] = seen{status: clone(p.TrunkRegistration.Status), seq: seq}
+			t.regs[strings.Clone(uri)] = seen{status: strings.Clone(p.TrunkRegistration.Status), seq: seq}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"sort"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -26,13 +27,13 @@ func newChannelTracker() *channelTracker {
 
 func (t *channelTracker) observe(seq uint64, e *pb.Event) {
 	if id := e.GetRefs().GetUniqueid(); id != "" {
-		t.updated[clone(id)] = seq // a copy: the event's string pins its AMI frame
+		t.updated[strings.Clone(id)] = seq // a copy: the event's string pins its AMI frame
 	}
 	switch p := e.Payload.(type) {
 	case *pb.Event_ChannelCreated:
 		ch := p.ChannelCreated.Channel
 		t.live[ch.Uniqueid] = proto.Clone(ch).(*pb.Channel)
-		t.created[clone(ch.Uniqueid)] = seq
+		t.created[strings.Clone(ch.Uniqueid)] = seq
 	case *pb.Event_ChannelStateChanged:
 		t.update(p.ChannelStateChanged.Channel)
 	case *pb.Event_CallerIdChanged:
@@ -50,7 +51,7 @@ func (t *channelTracker) observe(seq uint64, e *pb.Event) {
 	case *pb.Event_ChannelHungUp:
 		id := p.ChannelHungUp.Channel.Uniqueid
 		delete(t.live, id)
-		t.hungup[clone(id)] = seq
+		t.hungup[strings.Clone(id)] = seq
 	}
 }
 
