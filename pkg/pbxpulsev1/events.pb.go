@@ -288,7 +288,7 @@ func (x Transfer_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Transfer_Kind.Descriptor instead.
 func (Transfer_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{23, 0}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{29, 0}
 }
 
 type BridgeLifecycle_Action int32
@@ -337,7 +337,7 @@ func (x BridgeLifecycle_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BridgeLifecycle_Action.Descriptor instead.
 func (BridgeLifecycle_Action) EnumDescriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{26, 0}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{32, 0}
 }
 
 type QueueCaller_Action int32
@@ -393,7 +393,7 @@ func (x QueueCaller_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use QueueCaller_Action.Descriptor instead.
 func (QueueCaller_Action) EnumDescriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{31, 0}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{37, 0}
 }
 
 type QueueAgent_Action int32
@@ -448,7 +448,7 @@ func (x QueueAgent_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use QueueAgent_Action.Descriptor instead.
 func (QueueAgent_Action) EnumDescriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{32, 0}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{38, 0}
 }
 
 // Event is the envelope every event shares.
@@ -510,6 +510,9 @@ type Event struct {
 	//	*Event_AriEvent
 	//	*Event_Audit
 	//	*Event_LogLine
+	//	*Event_LogBatch
+	//	*Event_LogStats
+	//	*Event_SecurityEvent
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -921,6 +924,33 @@ func (x *Event) GetLogLine() *LogLine {
 	return nil
 }
 
+func (x *Event) GetLogBatch() *LogBatch {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_LogBatch); ok {
+			return x.LogBatch
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetLogStats() *LogStats {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_LogStats); ok {
+			return x.LogStats
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetSecurityEvent() *SecurityEvent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_SecurityEvent); ok {
+			return x.SecurityEvent
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -1058,7 +1088,20 @@ type Event_Audit struct {
 }
 
 type Event_LogLine struct {
+	// Published before LogBatch existed; the log tailer now sends LogBatch.
 	LogLine *LogLine `protobuf:"bytes,50,opt,name=log_line,json=logLine,proto3,oneof"`
+}
+
+type Event_LogBatch struct {
+	LogBatch *LogBatch `protobuf:"bytes,51,opt,name=log_batch,json=logBatch,proto3,oneof"`
+}
+
+type Event_LogStats struct {
+	LogStats *LogStats `protobuf:"bytes,52,opt,name=log_stats,json=logStats,proto3,oneof"`
+}
+
+type Event_SecurityEvent struct {
+	SecurityEvent *SecurityEvent `protobuf:"bytes,53,opt,name=security_event,json=securityEvent,proto3,oneof"`
 }
 
 func (*Event_PbxConnection) isEvent_Payload() {}
@@ -1128,6 +1171,12 @@ func (*Event_AriEvent) isEvent_Payload() {}
 func (*Event_Audit) isEvent_Payload() {}
 
 func (*Event_LogLine) isEvent_Payload() {}
+
+func (*Event_LogBatch) isEvent_Payload() {}
+
+func (*Event_LogStats) isEvent_Payload() {}
+
+func (*Event_SecurityEvent) isEvent_Payload() {}
 
 // PbxRefs carries the PBX's own identifiers, each set only where it applies.
 type PbxRefs struct {
@@ -2328,18 +2377,37 @@ func (x *ChannelsSnapshot) GetChannels() []*Channel {
 	return nil
 }
 
-// LogLine is one Asterisk log line (or multi-line message).
+// LogLine is one Asterisk log entry: a log line, or a multi-line message
+// (e.g. a SIP packet logged by res_pjsip_logger) joined into one.
 type LogLine struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	File          string                 `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
-	Level         string                 `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
-	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	CallId        string                 `protobuf:"bytes,4,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
-	ThreadId      string                 `protobuf:"bytes,5,opt,name=thread_id,json=threadId,proto3" json:"thread_id,omitempty"`
-	SourceFile    string                 `protobuf:"bytes,6,opt,name=source_file,json=sourceFile,proto3" json:"source_file,omitempty"`
-	SourceLine    int32                  `protobuf:"varint,7,opt,name=source_line,json=sourceLine,proto3" json:"source_line,omitempty"`
-	Function      string                 `protobuf:"bytes,8,opt,name=function,proto3" json:"function,omitempty"`
-	VerboseLevel  uint32                 `protobuf:"varint,9,opt,name=verbose_level,json=verboseLevel,proto3" json:"verbose_level,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty inside a LogBatch: the batch's file applies.
+	File string `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	// Asterisk's level as written: VERBOSE, DEBUG, NOTICE, WARNING, ERROR,
+	// DTMF, SECURITY or a dynamic level; empty for the startup banner and for
+	// text without a header. Empty inside a LogBatch: the batch's level applies.
+	Level   string `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// Asterisk's call id, e.g. "C-00000001".
+	CallId     string `protobuf:"bytes,4,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	ThreadId   string `protobuf:"bytes,5,opt,name=thread_id,json=threadId,proto3" json:"thread_id,omitempty"`
+	SourceFile string `protobuf:"bytes,6,opt,name=source_file,json=sourceFile,proto3" json:"source_file,omitempty"`
+	SourceLine int32  `protobuf:"varint,7,opt,name=source_line,json=sourceLine,proto3" json:"source_line,omitempty"`
+	Function   string `protobuf:"bytes,8,opt,name=function,proto3" json:"function,omitempty"`
+	// 2, 3 or 4 for verbose messages written with that level's prefix.
+	VerboseLevel uint32 `protobuf:"varint,9,opt,name=verbose_level,json=verboseLevel,proto3" json:"verbose_level,omitempty"`
+	// The date written in the log, in the PBX's time zone; unset when it could
+	// not be read (custom dateformat).
+	PbxTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=pbx_time,json=pbxTime,proto3" json:"pbx_time,omitempty"`
+	// What the entry concerns when its message names it (channel, endpoint).
+	Refs *PbxRefs `protobuf:"bytes,11,opt,name=refs,proto3" json:"refs,omitempty"`
+	// Byte offset of the entry's first line in its file. With LogBatch.file and
+	// LogBatch.file_id it identifies the entry.
+	Offset int64 `protobuf:"varint,12,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Physical lines joined into this entry.
+	Lines uint32 `protobuf:"varint,13,opt,name=lines,proto3" json:"lines,omitempty"`
+	// The message was cut at the tailer's MAX_MESSAGE_BYTES.
+	Truncated     bool `protobuf:"varint,14,opt,name=truncated,proto3" json:"truncated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2437,6 +2505,646 @@ func (x *LogLine) GetVerboseLevel() uint32 {
 	return 0
 }
 
+func (x *LogLine) GetPbxTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PbxTime
+	}
+	return nil
+}
+
+func (x *LogLine) GetRefs() *PbxRefs {
+	if x != nil {
+		return x.Refs
+	}
+	return nil
+}
+
+func (x *LogLine) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *LogLine) GetLines() uint32 {
+	if x != nil {
+		return x.Lines
+	}
+	return 0
+}
+
+func (x *LogLine) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+// LogBatch is consecutive entries of one log file that share a level, in
+// file order. The log tailer sends one message per run of same-level entries
+// (at most a few hundred entries or 64 KiB), so the stream holds every file's
+// entries in order while a busy PBX costs far fewer messages than lines.
+type LogBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The followed path as configured (also while a rotated copy of it is read).
+	File string `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	// Identifies the file's incarnation (device and inode, hex); it changes when
+	// the file is rotated or re-created.
+	FileId string `protobuf:"bytes,2,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	// The entries' level, as written by Asterisk (see LogLine.level).
+	Level         string     `protobuf:"bytes,3,opt,name=level,proto3" json:"level,omitempty"`
+	Lines         []*LogLine `protobuf:"bytes,4,rep,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogBatch) Reset() {
+	*x = LogBatch{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogBatch) ProtoMessage() {}
+
+func (x *LogBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
+func (*LogBatch) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *LogBatch) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *LogBatch) GetFileId() string {
+	if x != nil {
+		return x.FileId
+	}
+	return ""
+}
+
+func (x *LogBatch) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *LogBatch) GetLines() []*LogLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+// LogStats counts the entries of one followed log file in one minute, by
+// level. Minutes are those of the dates written in the log. The log tailer
+// publishes a minute's counts when the file moves on to a later minute, when
+// the minute is over while the file is quiet, and when it stops; a minute can
+// therefore be published more than once, and the last message for a (PBX,
+// file, minute) holds its complete counts.
+type LogStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The followed path as configured.
+	File string `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	// Start of the minute.
+	Minute *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=minute,proto3" json:"minute,omitempty"`
+	// Counts by level token (the lower-case level of the log subject, or
+	// "unknown"), sorted by level.
+	Levels []*LevelCount `protobuf:"bytes,3,rep,name=levels,proto3" json:"levels,omitempty"`
+	// Sum of the counts.
+	Total         uint64 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogStats) Reset() {
+	*x = LogStats{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogStats) ProtoMessage() {}
+
+func (x *LogStats) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogStats.ProtoReflect.Descriptor instead.
+func (*LogStats) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *LogStats) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *LogStats) GetMinute() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Minute
+	}
+	return nil
+}
+
+func (x *LogStats) GetLevels() []*LevelCount {
+	if x != nil {
+		return x.Levels
+	}
+	return nil
+}
+
+func (x *LogStats) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+// LevelCount is the number of entries of one level.
+type LevelCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Level         string                 `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LevelCount) Reset() {
+	*x = LevelCount{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LevelCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LevelCount) ProtoMessage() {}
+
+func (x *LevelCount) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LevelCount.ProtoReflect.Descriptor instead.
+func (*LevelCount) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *LevelCount) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *LevelCount) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// SecurityEvent is an Asterisk security event (res_security_log.so) read from
+// a log line such as
+//
+//	SECURITY[5910] res_security_log.c: SecurityEvent="InvalidPassword",EventTV="...",...
+//
+// Fields carry the values exactly as written; each is empty when the event
+// does not have it. The same events reach AMI with the same names.
+type SecurityEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SecurityEvent: FailedACL, InvalidAccountID, SessionLimit, MemoryLimit,
+	// LoadAverageLimit, RequestNotSupported, RequestNotAllowed,
+	// AuthMethodNotAllowed, RequestBadFormat, SuccessfulAuth,
+	// UnexpectedAddress, ChallengeResponseFailed, InvalidPassword,
+	// ChallengeSent, InvalidTransport.
+	Event string `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// Severity: "Informational" or "Error".
+	Severity string `protobuf:"bytes,2,opt,name=severity,proto3" json:"severity,omitempty"`
+	// Service, e.g. "PJSIP", "AMI", "SIP", "IAX2".
+	Service string `protobuf:"bytes,3,opt,name=service,proto3" json:"service,omitempty"`
+	// EventVersion.
+	EventVersion string `protobuf:"bytes,4,opt,name=event_version,json=eventVersion,proto3" json:"event_version,omitempty"`
+	// AccountID: the account (endpoint, manager user) the request named.
+	AccountId string `protobuf:"bytes,5,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// SessionID, e.g. a SIP Call-ID or "0x7f9f24001690".
+	SessionId string `protobuf:"bytes,6,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// LocalAddress and RemoteAddress, e.g. "IPV4/UDP/127.0.0.1/5060".
+	LocalAddress  *SecurityAddress `protobuf:"bytes,7,opt,name=local_address,json=localAddress,proto3" json:"local_address,omitempty"`
+	RemoteAddress *SecurityAddress `protobuf:"bytes,8,opt,name=remote_address,json=remoteAddress,proto3" json:"remote_address,omitempty"`
+	// EventTV and SessionTV as written, e.g. "2026-11-21T19:09:13.303+0000".
+	EventTv   string `protobuf:"bytes,9,opt,name=event_tv,json=eventTv,proto3" json:"event_tv,omitempty"`
+	SessionTv string `protobuf:"bytes,10,opt,name=session_tv,json=sessionTv,proto3" json:"session_tv,omitempty"`
+	// Module, ACLName, RequestType, RequestParams, AuthMethod.
+	Module        string `protobuf:"bytes,11,opt,name=module,proto3" json:"module,omitempty"`
+	AclName       string `protobuf:"bytes,12,opt,name=acl_name,json=aclName,proto3" json:"acl_name,omitempty"`
+	RequestType   string `protobuf:"bytes,13,opt,name=request_type,json=requestType,proto3" json:"request_type,omitempty"`
+	RequestParams string `protobuf:"bytes,14,opt,name=request_params,json=requestParams,proto3" json:"request_params,omitempty"`
+	AuthMethod    string `protobuf:"bytes,15,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
+	// Challenge, Response, ExpectedResponse, ReceivedChallenge, ReceivedHash.
+	Challenge         string `protobuf:"bytes,16,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	Response          string `protobuf:"bytes,17,opt,name=response,proto3" json:"response,omitempty"`
+	ExpectedResponse  string `protobuf:"bytes,18,opt,name=expected_response,json=expectedResponse,proto3" json:"expected_response,omitempty"`
+	ReceivedChallenge string `protobuf:"bytes,19,opt,name=received_challenge,json=receivedChallenge,proto3" json:"received_challenge,omitempty"`
+	ReceivedHash      string `protobuf:"bytes,20,opt,name=received_hash,json=receivedHash,proto3" json:"received_hash,omitempty"`
+	// UsingPassword (SuccessfulAuth), "0" or "1".
+	UsingPassword string `protobuf:"bytes,21,opt,name=using_password,json=usingPassword,proto3" json:"using_password,omitempty"`
+	// ExpectedAddress (UnexpectedAddress).
+	ExpectedAddress *SecurityAddress `protobuf:"bytes,22,opt,name=expected_address,json=expectedAddress,proto3" json:"expected_address,omitempty"`
+	// AttemptedTransport (InvalidTransport).
+	AttemptedTransport string `protobuf:"bytes,23,opt,name=attempted_transport,json=attemptedTransport,proto3" json:"attempted_transport,omitempty"`
+	// Every key="value" pair of the line after SecurityEvent, in order,
+	// including the ones above and any a newer Asterisk adds.
+	Fields []*SecurityField `protobuf:"bytes,24,rep,name=fields,proto3" json:"fields,omitempty"`
+	// The log file the event was read from.
+	File          string `protobuf:"bytes,25,opt,name=file,proto3" json:"file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecurityEvent) Reset() {
+	*x = SecurityEvent{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecurityEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecurityEvent) ProtoMessage() {}
+
+func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
+func (*SecurityEvent) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SecurityEvent) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetEventVersion() string {
+	if x != nil {
+		return x.EventVersion
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetLocalAddress() *SecurityAddress {
+	if x != nil {
+		return x.LocalAddress
+	}
+	return nil
+}
+
+func (x *SecurityEvent) GetRemoteAddress() *SecurityAddress {
+	if x != nil {
+		return x.RemoteAddress
+	}
+	return nil
+}
+
+func (x *SecurityEvent) GetEventTv() string {
+	if x != nil {
+		return x.EventTv
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetSessionTv() string {
+	if x != nil {
+		return x.SessionTv
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetModule() string {
+	if x != nil {
+		return x.Module
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetAclName() string {
+	if x != nil {
+		return x.AclName
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetRequestType() string {
+	if x != nil {
+		return x.RequestType
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetRequestParams() string {
+	if x != nil {
+		return x.RequestParams
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetAuthMethod() string {
+	if x != nil {
+		return x.AuthMethod
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetChallenge() string {
+	if x != nil {
+		return x.Challenge
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetResponse() string {
+	if x != nil {
+		return x.Response
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetExpectedResponse() string {
+	if x != nil {
+		return x.ExpectedResponse
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetReceivedChallenge() string {
+	if x != nil {
+		return x.ReceivedChallenge
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetReceivedHash() string {
+	if x != nil {
+		return x.ReceivedHash
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetUsingPassword() string {
+	if x != nil {
+		return x.UsingPassword
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetExpectedAddress() *SecurityAddress {
+	if x != nil {
+		return x.ExpectedAddress
+	}
+	return nil
+}
+
+func (x *SecurityEvent) GetAttemptedTransport() string {
+	if x != nil {
+		return x.AttemptedTransport
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetFields() []*SecurityField {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *SecurityEvent) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+// SecurityAddress is an address of a security event, written by Asterisk as
+// <IPV4|IPV6>/[<transport>/]<address>/<port>.
+type SecurityAddress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As written, e.g. "IPV4/UDP/127.0.0.1/5061".
+	Raw string `protobuf:"bytes,1,opt,name=raw,proto3" json:"raw,omitempty"`
+	// "IPV4" or "IPV6".
+	Family string `protobuf:"bytes,2,opt,name=family,proto3" json:"family,omitempty"`
+	// "UDP", "TCP", "TLS", "WS" or "WSS"; empty when Asterisk wrote none.
+	Transport     string `protobuf:"bytes,3,opt,name=transport,proto3" json:"transport,omitempty"`
+	Ip            string `protobuf:"bytes,4,opt,name=ip,proto3" json:"ip,omitempty"`
+	Port          uint32 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecurityAddress) Reset() {
+	*x = SecurityAddress{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecurityAddress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecurityAddress) ProtoMessage() {}
+
+func (x *SecurityAddress) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecurityAddress.ProtoReflect.Descriptor instead.
+func (*SecurityAddress) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SecurityAddress) GetRaw() string {
+	if x != nil {
+		return x.Raw
+	}
+	return ""
+}
+
+func (x *SecurityAddress) GetFamily() string {
+	if x != nil {
+		return x.Family
+	}
+	return ""
+}
+
+func (x *SecurityAddress) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
+}
+
+func (x *SecurityAddress) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *SecurityAddress) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+// SecurityField is one key="value" pair of a security event line.
+type SecurityField struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecurityField) Reset() {
+	*x = SecurityField{}
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecurityField) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecurityField) ProtoMessage() {}
+
+func (x *SecurityField) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecurityField.ProtoReflect.Descriptor instead.
+func (*SecurityField) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SecurityField) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SecurityField) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // PeerStatus is a PeerStatus event (chan_sip, IAX2 and PJSIP all send one):
 // the peer registered, unregistered, became reachable, lagged or unreachable.
 type PeerStatus struct {
@@ -2457,7 +3165,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[18]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2469,7 +3177,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[18]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2482,7 +3190,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PeerStatus) GetName() string {
@@ -2543,7 +3251,7 @@ type ExtensionStatus struct {
 
 func (x *ExtensionStatus) Reset() {
 	*x = ExtensionStatus{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[19]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +3263,7 @@ func (x *ExtensionStatus) String() string {
 func (*ExtensionStatus) ProtoMessage() {}
 
 func (x *ExtensionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[19]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +3276,7 @@ func (x *ExtensionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtensionStatus.ProtoReflect.Descriptor instead.
 func (*ExtensionStatus) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExtensionStatus) GetExten() string {
@@ -2622,7 +3330,7 @@ type ChannelHangupRequest struct {
 
 func (x *ChannelHangupRequest) Reset() {
 	*x = ChannelHangupRequest{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[20]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2634,7 +3342,7 @@ func (x *ChannelHangupRequest) String() string {
 func (*ChannelHangupRequest) ProtoMessage() {}
 
 func (x *ChannelHangupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[20]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2647,7 +3355,7 @@ func (x *ChannelHangupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelHangupRequest.ProtoReflect.Descriptor instead.
 func (*ChannelHangupRequest) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ChannelHangupRequest) GetChannel() *Channel {
@@ -2683,7 +3391,7 @@ type ChannelHold struct {
 
 func (x *ChannelHold) Reset() {
 	*x = ChannelHold{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[21]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +3403,7 @@ func (x *ChannelHold) String() string {
 func (*ChannelHold) ProtoMessage() {}
 
 func (x *ChannelHold) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[21]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +3416,7 @@ func (x *ChannelHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelHold.ProtoReflect.Descriptor instead.
 func (*ChannelHold) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ChannelHold) GetChannel() *Channel {
@@ -2746,7 +3454,7 @@ type Dtmf struct {
 
 func (x *Dtmf) Reset() {
 	*x = Dtmf{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[22]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +3466,7 @@ func (x *Dtmf) String() string {
 func (*Dtmf) ProtoMessage() {}
 
 func (x *Dtmf) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[22]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +3479,7 @@ func (x *Dtmf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dtmf.ProtoReflect.Descriptor instead.
 func (*Dtmf) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Dtmf) GetChannel() *Channel {
@@ -2831,7 +3539,7 @@ type Transfer struct {
 
 func (x *Transfer) Reset() {
 	*x = Transfer{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[23]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2843,7 +3551,7 @@ func (x *Transfer) String() string {
 func (*Transfer) ProtoMessage() {}
 
 func (x *Transfer) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[23]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2856,7 +3564,7 @@ func (x *Transfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transfer.ProtoReflect.Descriptor instead.
 func (*Transfer) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Transfer) GetKind() Transfer_Kind {
@@ -2964,7 +3672,7 @@ type LocalBridge struct {
 
 func (x *LocalBridge) Reset() {
 	*x = LocalBridge{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[24]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3684,7 @@ func (x *LocalBridge) String() string {
 func (*LocalBridge) ProtoMessage() {}
 
 func (x *LocalBridge) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[24]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3697,7 @@ func (x *LocalBridge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalBridge.ProtoReflect.Descriptor instead.
 func (*LocalBridge) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LocalBridge) GetLocalOne() *Channel {
@@ -3038,7 +3746,7 @@ type ChannelRenamed struct {
 
 func (x *ChannelRenamed) Reset() {
 	*x = ChannelRenamed{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[25]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3050,7 +3758,7 @@ func (x *ChannelRenamed) String() string {
 func (*ChannelRenamed) ProtoMessage() {}
 
 func (x *ChannelRenamed) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[25]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3063,7 +3771,7 @@ func (x *ChannelRenamed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelRenamed.ProtoReflect.Descriptor instead.
 func (*ChannelRenamed) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ChannelRenamed) GetChannel() *Channel {
@@ -3096,7 +3804,7 @@ type BridgeLifecycle struct {
 
 func (x *BridgeLifecycle) Reset() {
 	*x = BridgeLifecycle{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[26]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3108,7 +3816,7 @@ func (x *BridgeLifecycle) String() string {
 func (*BridgeLifecycle) ProtoMessage() {}
 
 func (x *BridgeLifecycle) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[26]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3121,7 +3829,7 @@ func (x *BridgeLifecycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BridgeLifecycle.ProtoReflect.Descriptor instead.
 func (*BridgeLifecycle) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BridgeLifecycle) GetAction() BridgeLifecycle_Action {
@@ -3185,7 +3893,7 @@ type ChannelVarSet struct {
 
 func (x *ChannelVarSet) Reset() {
 	*x = ChannelVarSet{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[27]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3197,7 +3905,7 @@ func (x *ChannelVarSet) String() string {
 func (*ChannelVarSet) ProtoMessage() {}
 
 func (x *ChannelVarSet) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[27]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3210,7 +3918,7 @@ func (x *ChannelVarSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelVarSet.ProtoReflect.Descriptor instead.
 func (*ChannelVarSet) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ChannelVarSet) GetChannel() *Channel {
@@ -3249,7 +3957,7 @@ type StasisApp struct {
 
 func (x *StasisApp) Reset() {
 	*x = StasisApp{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[28]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3261,7 +3969,7 @@ func (x *StasisApp) String() string {
 func (*StasisApp) ProtoMessage() {}
 
 func (x *StasisApp) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[28]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3274,7 +3982,7 @@ func (x *StasisApp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StasisApp.ProtoReflect.Descriptor instead.
 func (*StasisApp) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StasisApp) GetStarted() bool {
@@ -3336,7 +4044,7 @@ type QueueSummary struct {
 
 func (x *QueueSummary) Reset() {
 	*x = QueueSummary{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[29]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3348,7 +4056,7 @@ func (x *QueueSummary) String() string {
 func (*QueueSummary) ProtoMessage() {}
 
 func (x *QueueSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[29]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3361,7 +4069,7 @@ func (x *QueueSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueSummary.ProtoReflect.Descriptor instead.
 func (*QueueSummary) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *QueueSummary) GetQueue() string {
@@ -3478,7 +4186,7 @@ type QueueMember struct {
 
 func (x *QueueMember) Reset() {
 	*x = QueueMember{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[30]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3490,7 +4198,7 @@ func (x *QueueMember) String() string {
 func (*QueueMember) ProtoMessage() {}
 
 func (x *QueueMember) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[30]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3503,7 +4211,7 @@ func (x *QueueMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueMember.ProtoReflect.Descriptor instead.
 func (*QueueMember) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *QueueMember) GetQueue() string {
@@ -3636,7 +4344,7 @@ type QueueCaller struct {
 
 func (x *QueueCaller) Reset() {
 	*x = QueueCaller{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[31]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +4356,7 @@ func (x *QueueCaller) String() string {
 func (*QueueCaller) ProtoMessage() {}
 
 func (x *QueueCaller) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[31]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +4369,7 @@ func (x *QueueCaller) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueCaller.ProtoReflect.Descriptor instead.
 func (*QueueCaller) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *QueueCaller) GetAction() QueueCaller_Action {
@@ -3735,7 +4443,7 @@ type QueueAgent struct {
 
 func (x *QueueAgent) Reset() {
 	*x = QueueAgent{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[32]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3747,7 +4455,7 @@ func (x *QueueAgent) String() string {
 func (*QueueAgent) ProtoMessage() {}
 
 func (x *QueueAgent) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[32]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3760,7 +4468,7 @@ func (x *QueueAgent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueAgent.ProtoReflect.Descriptor instead.
 func (*QueueAgent) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *QueueAgent) GetAction() QueueAgent_Action {
@@ -3846,7 +4554,7 @@ type QueuesSnapshot struct {
 
 func (x *QueuesSnapshot) Reset() {
 	*x = QueuesSnapshot{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[33]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3858,7 +4566,7 @@ func (x *QueuesSnapshot) String() string {
 func (*QueuesSnapshot) ProtoMessage() {}
 
 func (x *QueuesSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[33]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3871,7 +4579,7 @@ func (x *QueuesSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueuesSnapshot.ProtoReflect.Descriptor instead.
 func (*QueuesSnapshot) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *QueuesSnapshot) GetQueues() []*QueueSummary {
@@ -3910,7 +4618,7 @@ type Reconciliation struct {
 
 func (x *Reconciliation) Reset() {
 	*x = Reconciliation{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[34]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3922,7 +4630,7 @@ func (x *Reconciliation) String() string {
 func (*Reconciliation) ProtoMessage() {}
 
 func (x *Reconciliation) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[34]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3935,7 +4643,7 @@ func (x *Reconciliation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reconciliation.ProtoReflect.Descriptor instead.
 func (*Reconciliation) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Reconciliation) GetChannelsDrift() uint32 {
@@ -3980,7 +4688,7 @@ type AriEvent struct {
 
 func (x *AriEvent) Reset() {
 	*x = AriEvent{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[35]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3992,7 +4700,7 @@ func (x *AriEvent) String() string {
 func (*AriEvent) ProtoMessage() {}
 
 func (x *AriEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[35]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4005,7 +4713,7 @@ func (x *AriEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AriEvent.ProtoReflect.Descriptor instead.
 func (*AriEvent) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AriEvent) GetType() string {
@@ -4050,7 +4758,7 @@ type Audit struct {
 
 func (x *Audit) Reset() {
 	*x = Audit{}
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[36]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4062,7 +4770,7 @@ func (x *Audit) String() string {
 func (*Audit) ProtoMessage() {}
 
 func (x *Audit) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_events_proto_msgTypes[36]
+	mi := &file_pbxpulse_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4075,7 +4783,7 @@ func (x *Audit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Audit.ProtoReflect.Descriptor instead.
 func (*Audit) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_pbxpulse_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Audit) GetAction() string {
@@ -4124,7 +4832,7 @@ var File_pbxpulse_v1_events_proto protoreflect.FileDescriptor
 
 const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x18pbxpulse/v1/events.proto\x12\vpbxpulse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x14\n" +
+	"\x18pbxpulse/v1/events.proto\x12\vpbxpulse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x15\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x15\n" +
@@ -4174,7 +4882,10 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\x0ereconciliation\x18F \x01(\v2\x1b.pbxpulse.v1.ReconciliationH\x00R\x0ereconciliation\x124\n" +
 	"\tari_event\x18G \x01(\v2\x15.pbxpulse.v1.AriEventH\x00R\bariEvent\x12*\n" +
 	"\x05audit\x18H \x01(\v2\x12.pbxpulse.v1.AuditH\x00R\x05audit\x121\n" +
-	"\blog_line\x182 \x01(\v2\x14.pbxpulse.v1.LogLineH\x00R\alogLineB\t\n" +
+	"\blog_line\x182 \x01(\v2\x14.pbxpulse.v1.LogLineH\x00R\alogLine\x124\n" +
+	"\tlog_batch\x183 \x01(\v2\x15.pbxpulse.v1.LogBatchH\x00R\blogBatch\x124\n" +
+	"\tlog_stats\x184 \x01(\v2\x15.pbxpulse.v1.LogStatsH\x00R\blogStats\x12C\n" +
+	"\x0esecurity_event\x185 \x01(\v2\x1a.pbxpulse.v1.SecurityEventH\x00R\rsecurityEventB\t\n" +
 	"\apayload\"\x94\x01\n" +
 	"\aPbxRefs\x12\x1a\n" +
 	"\buniqueid\x18\x01 \x01(\tR\buniqueid\x12\x1a\n" +
@@ -4286,7 +4997,7 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\achannel\x18\x02 \x01(\v2\x14.pbxpulse.v1.ChannelR\achannel\x12!\n" +
 	"\fnum_channels\x18\x03 \x01(\rR\vnumChannels\"D\n" +
 	"\x10ChannelsSnapshot\x120\n" +
-	"\bchannels\x18\x01 \x03(\v2\x14.pbxpulse.v1.ChannelR\bchannels\"\x86\x02\n" +
+	"\bchannels\x18\x01 \x03(\v2\x14.pbxpulse.v1.ChannelR\bchannels\"\xb3\x03\n" +
 	"\aLogLine\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\tR\x05level\x12\x18\n" +
@@ -4298,7 +5009,67 @@ const file_pbxpulse_v1_events_proto_rawDesc = "" +
 	"\vsource_line\x18\a \x01(\x05R\n" +
 	"sourceLine\x12\x1a\n" +
 	"\bfunction\x18\b \x01(\tR\bfunction\x12#\n" +
-	"\rverbose_level\x18\t \x01(\rR\fverboseLevel\"\xc4\x01\n" +
+	"\rverbose_level\x18\t \x01(\rR\fverboseLevel\x125\n" +
+	"\bpbx_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\apbxTime\x12(\n" +
+	"\x04refs\x18\v \x01(\v2\x14.pbxpulse.v1.PbxRefsR\x04refs\x12\x16\n" +
+	"\x06offset\x18\f \x01(\x03R\x06offset\x12\x14\n" +
+	"\x05lines\x18\r \x01(\rR\x05lines\x12\x1c\n" +
+	"\ttruncated\x18\x0e \x01(\bR\ttruncated\"y\n" +
+	"\bLogBatch\x12\x12\n" +
+	"\x04file\x18\x01 \x01(\tR\x04file\x12\x17\n" +
+	"\afile_id\x18\x02 \x01(\tR\x06fileId\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\tR\x05level\x12*\n" +
+	"\x05lines\x18\x04 \x03(\v2\x14.pbxpulse.v1.LogLineR\x05lines\"\x99\x01\n" +
+	"\bLogStats\x12\x12\n" +
+	"\x04file\x18\x01 \x01(\tR\x04file\x122\n" +
+	"\x06minute\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06minute\x12/\n" +
+	"\x06levels\x18\x03 \x03(\v2\x17.pbxpulse.v1.LevelCountR\x06levels\x12\x14\n" +
+	"\x05total\x18\x04 \x01(\x04R\x05total\"8\n" +
+	"\n" +
+	"LevelCount\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\xc2\a\n" +
+	"\rSecurityEvent\x12\x14\n" +
+	"\x05event\x18\x01 \x01(\tR\x05event\x12\x1a\n" +
+	"\bseverity\x18\x02 \x01(\tR\bseverity\x12\x18\n" +
+	"\aservice\x18\x03 \x01(\tR\aservice\x12#\n" +
+	"\revent_version\x18\x04 \x01(\tR\feventVersion\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x05 \x01(\tR\taccountId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x06 \x01(\tR\tsessionId\x12A\n" +
+	"\rlocal_address\x18\a \x01(\v2\x1c.pbxpulse.v1.SecurityAddressR\flocalAddress\x12C\n" +
+	"\x0eremote_address\x18\b \x01(\v2\x1c.pbxpulse.v1.SecurityAddressR\rremoteAddress\x12\x19\n" +
+	"\bevent_tv\x18\t \x01(\tR\aeventTv\x12\x1d\n" +
+	"\n" +
+	"session_tv\x18\n" +
+	" \x01(\tR\tsessionTv\x12\x16\n" +
+	"\x06module\x18\v \x01(\tR\x06module\x12\x19\n" +
+	"\bacl_name\x18\f \x01(\tR\aaclName\x12!\n" +
+	"\frequest_type\x18\r \x01(\tR\vrequestType\x12%\n" +
+	"\x0erequest_params\x18\x0e \x01(\tR\rrequestParams\x12\x1f\n" +
+	"\vauth_method\x18\x0f \x01(\tR\n" +
+	"authMethod\x12\x1c\n" +
+	"\tchallenge\x18\x10 \x01(\tR\tchallenge\x12\x1a\n" +
+	"\bresponse\x18\x11 \x01(\tR\bresponse\x12+\n" +
+	"\x11expected_response\x18\x12 \x01(\tR\x10expectedResponse\x12-\n" +
+	"\x12received_challenge\x18\x13 \x01(\tR\x11receivedChallenge\x12#\n" +
+	"\rreceived_hash\x18\x14 \x01(\tR\freceivedHash\x12%\n" +
+	"\x0eusing_password\x18\x15 \x01(\tR\rusingPassword\x12G\n" +
+	"\x10expected_address\x18\x16 \x01(\v2\x1c.pbxpulse.v1.SecurityAddressR\x0fexpectedAddress\x12/\n" +
+	"\x13attempted_transport\x18\x17 \x01(\tR\x12attemptedTransport\x122\n" +
+	"\x06fields\x18\x18 \x03(\v2\x1a.pbxpulse.v1.SecurityFieldR\x06fields\x12\x12\n" +
+	"\x04file\x18\x19 \x01(\tR\x04file\"}\n" +
+	"\x0fSecurityAddress\x12\x10\n" +
+	"\x03raw\x18\x01 \x01(\tR\x03raw\x12\x16\n" +
+	"\x06family\x18\x02 \x01(\tR\x06family\x12\x1c\n" +
+	"\ttransport\x18\x03 \x01(\tR\ttransport\x12\x0e\n" +
+	"\x02ip\x18\x04 \x01(\tR\x02ip\x12\x12\n" +
+	"\x04port\x18\x05 \x01(\rR\x04port\"7\n" +
+	"\rSecurityField\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xc4\x01\n" +
 	"\n" +
 	"PeerStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
@@ -4516,7 +5287,7 @@ func file_pbxpulse_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_pbxpulse_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_pbxpulse_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_pbxpulse_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_pbxpulse_v1_events_proto_goTypes = []any{
 	(Source)(0),                   // 0: pbxpulse.v1.Source
 	(Technology)(0),               // 1: pbxpulse.v1.Technology
@@ -4544,31 +5315,37 @@ var file_pbxpulse_v1_events_proto_goTypes = []any{
 	(*BridgeLeave)(nil),           // 23: pbxpulse.v1.BridgeLeave
 	(*ChannelsSnapshot)(nil),      // 24: pbxpulse.v1.ChannelsSnapshot
 	(*LogLine)(nil),               // 25: pbxpulse.v1.LogLine
-	(*PeerStatus)(nil),            // 26: pbxpulse.v1.PeerStatus
-	(*ExtensionStatus)(nil),       // 27: pbxpulse.v1.ExtensionStatus
-	(*ChannelHangupRequest)(nil),  // 28: pbxpulse.v1.ChannelHangupRequest
-	(*ChannelHold)(nil),           // 29: pbxpulse.v1.ChannelHold
-	(*Dtmf)(nil),                  // 30: pbxpulse.v1.Dtmf
-	(*Transfer)(nil),              // 31: pbxpulse.v1.Transfer
-	(*LocalBridge)(nil),           // 32: pbxpulse.v1.LocalBridge
-	(*ChannelRenamed)(nil),        // 33: pbxpulse.v1.ChannelRenamed
-	(*BridgeLifecycle)(nil),       // 34: pbxpulse.v1.BridgeLifecycle
-	(*ChannelVarSet)(nil),         // 35: pbxpulse.v1.ChannelVarSet
-	(*StasisApp)(nil),             // 36: pbxpulse.v1.StasisApp
-	(*QueueSummary)(nil),          // 37: pbxpulse.v1.QueueSummary
-	(*QueueMember)(nil),           // 38: pbxpulse.v1.QueueMember
-	(*QueueCaller)(nil),           // 39: pbxpulse.v1.QueueCaller
-	(*QueueAgent)(nil),            // 40: pbxpulse.v1.QueueAgent
-	(*QueuesSnapshot)(nil),        // 41: pbxpulse.v1.QueuesSnapshot
-	(*Reconciliation)(nil),        // 42: pbxpulse.v1.Reconciliation
-	(*AriEvent)(nil),              // 43: pbxpulse.v1.AriEvent
-	(*Audit)(nil),                 // 44: pbxpulse.v1.Audit
-	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
+	(*LogBatch)(nil),              // 26: pbxpulse.v1.LogBatch
+	(*LogStats)(nil),              // 27: pbxpulse.v1.LogStats
+	(*LevelCount)(nil),            // 28: pbxpulse.v1.LevelCount
+	(*SecurityEvent)(nil),         // 29: pbxpulse.v1.SecurityEvent
+	(*SecurityAddress)(nil),       // 30: pbxpulse.v1.SecurityAddress
+	(*SecurityField)(nil),         // 31: pbxpulse.v1.SecurityField
+	(*PeerStatus)(nil),            // 32: pbxpulse.v1.PeerStatus
+	(*ExtensionStatus)(nil),       // 33: pbxpulse.v1.ExtensionStatus
+	(*ChannelHangupRequest)(nil),  // 34: pbxpulse.v1.ChannelHangupRequest
+	(*ChannelHold)(nil),           // 35: pbxpulse.v1.ChannelHold
+	(*Dtmf)(nil),                  // 36: pbxpulse.v1.Dtmf
+	(*Transfer)(nil),              // 37: pbxpulse.v1.Transfer
+	(*LocalBridge)(nil),           // 38: pbxpulse.v1.LocalBridge
+	(*ChannelRenamed)(nil),        // 39: pbxpulse.v1.ChannelRenamed
+	(*BridgeLifecycle)(nil),       // 40: pbxpulse.v1.BridgeLifecycle
+	(*ChannelVarSet)(nil),         // 41: pbxpulse.v1.ChannelVarSet
+	(*StasisApp)(nil),             // 42: pbxpulse.v1.StasisApp
+	(*QueueSummary)(nil),          // 43: pbxpulse.v1.QueueSummary
+	(*QueueMember)(nil),           // 44: pbxpulse.v1.QueueMember
+	(*QueueCaller)(nil),           // 45: pbxpulse.v1.QueueCaller
+	(*QueueAgent)(nil),            // 46: pbxpulse.v1.QueueAgent
+	(*QueuesSnapshot)(nil),        // 47: pbxpulse.v1.QueuesSnapshot
+	(*Reconciliation)(nil),        // 48: pbxpulse.v1.Reconciliation
+	(*AriEvent)(nil),              // 49: pbxpulse.v1.AriEvent
+	(*Audit)(nil),                 // 50: pbxpulse.v1.Audit
+	(*timestamppb.Timestamp)(nil), // 51: google.protobuf.Timestamp
 }
 var file_pbxpulse_v1_events_proto_depIdxs = []int32{
 	0,  // 0: pbxpulse.v1.Event.source:type_name -> pbxpulse.v1.Source
-	45, // 1: pbxpulse.v1.Event.pbx_time:type_name -> google.protobuf.Timestamp
-	45, // 2: pbxpulse.v1.Event.received_time:type_name -> google.protobuf.Timestamp
+	51, // 1: pbxpulse.v1.Event.pbx_time:type_name -> google.protobuf.Timestamp
+	51, // 2: pbxpulse.v1.Event.received_time:type_name -> google.protobuf.Timestamp
 	9,  // 3: pbxpulse.v1.Event.refs:type_name -> pbxpulse.v1.PbxRefs
 	10, // 4: pbxpulse.v1.Event.pbx_connection:type_name -> pbxpulse.v1.PbxConnection
 	11, // 5: pbxpulse.v1.Event.endpoint_state:type_name -> pbxpulse.v1.EndpointState
@@ -4584,69 +5361,81 @@ var file_pbxpulse_v1_events_proto_depIdxs = []int32{
 	23, // 15: pbxpulse.v1.Event.bridge_leave:type_name -> pbxpulse.v1.BridgeLeave
 	18, // 16: pbxpulse.v1.Event.caller_id_changed:type_name -> pbxpulse.v1.CallerIdChanged
 	24, // 17: pbxpulse.v1.Event.channels_snapshot:type_name -> pbxpulse.v1.ChannelsSnapshot
-	26, // 18: pbxpulse.v1.Event.peer_status:type_name -> pbxpulse.v1.PeerStatus
-	27, // 19: pbxpulse.v1.Event.extension_status:type_name -> pbxpulse.v1.ExtensionStatus
-	29, // 20: pbxpulse.v1.Event.channel_hold:type_name -> pbxpulse.v1.ChannelHold
-	30, // 21: pbxpulse.v1.Event.dtmf:type_name -> pbxpulse.v1.Dtmf
-	31, // 22: pbxpulse.v1.Event.transfer:type_name -> pbxpulse.v1.Transfer
-	32, // 23: pbxpulse.v1.Event.local_bridge:type_name -> pbxpulse.v1.LocalBridge
-	33, // 24: pbxpulse.v1.Event.channel_renamed:type_name -> pbxpulse.v1.ChannelRenamed
-	34, // 25: pbxpulse.v1.Event.bridge_lifecycle:type_name -> pbxpulse.v1.BridgeLifecycle
-	35, // 26: pbxpulse.v1.Event.channel_var_set:type_name -> pbxpulse.v1.ChannelVarSet
-	36, // 27: pbxpulse.v1.Event.stasis_app:type_name -> pbxpulse.v1.StasisApp
-	28, // 28: pbxpulse.v1.Event.channel_hangup_request:type_name -> pbxpulse.v1.ChannelHangupRequest
-	37, // 29: pbxpulse.v1.Event.queue_summary:type_name -> pbxpulse.v1.QueueSummary
-	38, // 30: pbxpulse.v1.Event.queue_member:type_name -> pbxpulse.v1.QueueMember
-	39, // 31: pbxpulse.v1.Event.queue_caller:type_name -> pbxpulse.v1.QueueCaller
-	40, // 32: pbxpulse.v1.Event.queue_agent:type_name -> pbxpulse.v1.QueueAgent
-	41, // 33: pbxpulse.v1.Event.queues_snapshot:type_name -> pbxpulse.v1.QueuesSnapshot
-	42, // 34: pbxpulse.v1.Event.reconciliation:type_name -> pbxpulse.v1.Reconciliation
-	43, // 35: pbxpulse.v1.Event.ari_event:type_name -> pbxpulse.v1.AriEvent
-	44, // 36: pbxpulse.v1.Event.audit:type_name -> pbxpulse.v1.Audit
+	32, // 18: pbxpulse.v1.Event.peer_status:type_name -> pbxpulse.v1.PeerStatus
+	33, // 19: pbxpulse.v1.Event.extension_status:type_name -> pbxpulse.v1.ExtensionStatus
+	35, // 20: pbxpulse.v1.Event.channel_hold:type_name -> pbxpulse.v1.ChannelHold
+	36, // 21: pbxpulse.v1.Event.dtmf:type_name -> pbxpulse.v1.Dtmf
+	37, // 22: pbxpulse.v1.Event.transfer:type_name -> pbxpulse.v1.Transfer
+	38, // 23: pbxpulse.v1.Event.local_bridge:type_name -> pbxpulse.v1.LocalBridge
+	39, // 24: pbxpulse.v1.Event.channel_renamed:type_name -> pbxpulse.v1.ChannelRenamed
+	40, // 25: pbxpulse.v1.Event.bridge_lifecycle:type_name -> pbxpulse.v1.BridgeLifecycle
+	41, // 26: pbxpulse.v1.Event.channel_var_set:type_name -> pbxpulse.v1.ChannelVarSet
+	42, // 27: pbxpulse.v1.Event.stasis_app:type_name -> pbxpulse.v1.StasisApp
+	34, // 28: pbxpulse.v1.Event.channel_hangup_request:type_name -> pbxpulse.v1.ChannelHangupRequest
+	43, // 29: pbxpulse.v1.Event.queue_summary:type_name -> pbxpulse.v1.QueueSummary
+	44, // 30: pbxpulse.v1.Event.queue_member:type_name -> pbxpulse.v1.QueueMember
+	45, // 31: pbxpulse.v1.Event.queue_caller:type_name -> pbxpulse.v1.QueueCaller
+	46, // 32: pbxpulse.v1.Event.queue_agent:type_name -> pbxpulse.v1.QueueAgent
+	47, // 33: pbxpulse.v1.Event.queues_snapshot:type_name -> pbxpulse.v1.QueuesSnapshot
+	48, // 34: pbxpulse.v1.Event.reconciliation:type_name -> pbxpulse.v1.Reconciliation
+	49, // 35: pbxpulse.v1.Event.ari_event:type_name -> pbxpulse.v1.AriEvent
+	50, // 36: pbxpulse.v1.Event.audit:type_name -> pbxpulse.v1.Audit
 	25, // 37: pbxpulse.v1.Event.log_line:type_name -> pbxpulse.v1.LogLine
-	3,  // 38: pbxpulse.v1.PbxConnection.state:type_name -> pbxpulse.v1.PbxConnection.State
-	1,  // 39: pbxpulse.v1.EndpointState.technology:type_name -> pbxpulse.v1.Technology
-	2,  // 40: pbxpulse.v1.EndpointState.kind:type_name -> pbxpulse.v1.EndpointKind
-	1,  // 41: pbxpulse.v1.TrunkRegistration.technology:type_name -> pbxpulse.v1.Technology
-	15, // 42: pbxpulse.v1.ChannelCreated.channel:type_name -> pbxpulse.v1.Channel
-	15, // 43: pbxpulse.v1.ChannelStateChanged.channel:type_name -> pbxpulse.v1.Channel
-	15, // 44: pbxpulse.v1.CallerIdChanged.channel:type_name -> pbxpulse.v1.Channel
-	15, // 45: pbxpulse.v1.ChannelHungUp.channel:type_name -> pbxpulse.v1.Channel
-	15, // 46: pbxpulse.v1.DialBegin.caller:type_name -> pbxpulse.v1.Channel
-	15, // 47: pbxpulse.v1.DialBegin.callee:type_name -> pbxpulse.v1.Channel
-	15, // 48: pbxpulse.v1.DialEnd.caller:type_name -> pbxpulse.v1.Channel
-	15, // 49: pbxpulse.v1.DialEnd.callee:type_name -> pbxpulse.v1.Channel
-	15, // 50: pbxpulse.v1.BridgeEnter.channel:type_name -> pbxpulse.v1.Channel
-	15, // 51: pbxpulse.v1.BridgeLeave.channel:type_name -> pbxpulse.v1.Channel
-	15, // 52: pbxpulse.v1.ChannelsSnapshot.channels:type_name -> pbxpulse.v1.Channel
-	1,  // 53: pbxpulse.v1.PeerStatus.technology:type_name -> pbxpulse.v1.Technology
-	15, // 54: pbxpulse.v1.ChannelHangupRequest.channel:type_name -> pbxpulse.v1.Channel
-	15, // 55: pbxpulse.v1.ChannelHold.channel:type_name -> pbxpulse.v1.Channel
-	15, // 56: pbxpulse.v1.Dtmf.channel:type_name -> pbxpulse.v1.Channel
-	4,  // 57: pbxpulse.v1.Transfer.kind:type_name -> pbxpulse.v1.Transfer.Kind
-	15, // 58: pbxpulse.v1.Transfer.transferer:type_name -> pbxpulse.v1.Channel
-	15, // 59: pbxpulse.v1.Transfer.transferee:type_name -> pbxpulse.v1.Channel
-	15, // 60: pbxpulse.v1.Transfer.second_transferer:type_name -> pbxpulse.v1.Channel
-	15, // 61: pbxpulse.v1.Transfer.target:type_name -> pbxpulse.v1.Channel
-	15, // 62: pbxpulse.v1.LocalBridge.local_one:type_name -> pbxpulse.v1.Channel
-	15, // 63: pbxpulse.v1.LocalBridge.local_two:type_name -> pbxpulse.v1.Channel
-	15, // 64: pbxpulse.v1.ChannelRenamed.channel:type_name -> pbxpulse.v1.Channel
-	5,  // 65: pbxpulse.v1.BridgeLifecycle.action:type_name -> pbxpulse.v1.BridgeLifecycle.Action
-	15, // 66: pbxpulse.v1.ChannelVarSet.channel:type_name -> pbxpulse.v1.Channel
-	15, // 67: pbxpulse.v1.StasisApp.channel:type_name -> pbxpulse.v1.Channel
-	6,  // 68: pbxpulse.v1.QueueCaller.action:type_name -> pbxpulse.v1.QueueCaller.Action
-	15, // 69: pbxpulse.v1.QueueCaller.channel:type_name -> pbxpulse.v1.Channel
-	7,  // 70: pbxpulse.v1.QueueAgent.action:type_name -> pbxpulse.v1.QueueAgent.Action
-	15, // 71: pbxpulse.v1.QueueAgent.caller:type_name -> pbxpulse.v1.Channel
-	15, // 72: pbxpulse.v1.QueueAgent.agent:type_name -> pbxpulse.v1.Channel
-	37, // 73: pbxpulse.v1.QueuesSnapshot.queues:type_name -> pbxpulse.v1.QueueSummary
-	38, // 74: pbxpulse.v1.QueuesSnapshot.members:type_name -> pbxpulse.v1.QueueMember
-	39, // 75: pbxpulse.v1.QueuesSnapshot.callers:type_name -> pbxpulse.v1.QueueCaller
-	76, // [76:76] is the sub-list for method output_type
-	76, // [76:76] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	26, // 38: pbxpulse.v1.Event.log_batch:type_name -> pbxpulse.v1.LogBatch
+	27, // 39: pbxpulse.v1.Event.log_stats:type_name -> pbxpulse.v1.LogStats
+	29, // 40: pbxpulse.v1.Event.security_event:type_name -> pbxpulse.v1.SecurityEvent
+	3,  // 41: pbxpulse.v1.PbxConnection.state:type_name -> pbxpulse.v1.PbxConnection.State
+	1,  // 42: pbxpulse.v1.EndpointState.technology:type_name -> pbxpulse.v1.Technology
+	2,  // 43: pbxpulse.v1.EndpointState.kind:type_name -> pbxpulse.v1.EndpointKind
+	1,  // 44: pbxpulse.v1.TrunkRegistration.technology:type_name -> pbxpulse.v1.Technology
+	15, // 45: pbxpulse.v1.ChannelCreated.channel:type_name -> pbxpulse.v1.Channel
+	15, // 46: pbxpulse.v1.ChannelStateChanged.channel:type_name -> pbxpulse.v1.Channel
+	15, // 47: pbxpulse.v1.CallerIdChanged.channel:type_name -> pbxpulse.v1.Channel
+	15, // 48: pbxpulse.v1.ChannelHungUp.channel:type_name -> pbxpulse.v1.Channel
+	15, // 49: pbxpulse.v1.DialBegin.caller:type_name -> pbxpulse.v1.Channel
+	15, // 50: pbxpulse.v1.DialBegin.callee:type_name -> pbxpulse.v1.Channel
+	15, // 51: pbxpulse.v1.DialEnd.caller:type_name -> pbxpulse.v1.Channel
+	15, // 52: pbxpulse.v1.DialEnd.callee:type_name -> pbxpulse.v1.Channel
+	15, // 53: pbxpulse.v1.BridgeEnter.channel:type_name -> pbxpulse.v1.Channel
+	15, // 54: pbxpulse.v1.BridgeLeave.channel:type_name -> pbxpulse.v1.Channel
+	15, // 55: pbxpulse.v1.ChannelsSnapshot.channels:type_name -> pbxpulse.v1.Channel
+	51, // 56: pbxpulse.v1.LogLine.pbx_time:type_name -> google.protobuf.Timestamp
+	9,  // 57: pbxpulse.v1.LogLine.refs:type_name -> pbxpulse.v1.PbxRefs
+	25, // 58: pbxpulse.v1.LogBatch.lines:type_name -> pbxpulse.v1.LogLine
+	51, // 59: pbxpulse.v1.LogStats.minute:type_name -> google.protobuf.Timestamp
+	28, // 60: pbxpulse.v1.LogStats.levels:type_name -> pbxpulse.v1.LevelCount
+	30, // 61: pbxpulse.v1.SecurityEvent.local_address:type_name -> pbxpulse.v1.SecurityAddress
+	30, // 62: pbxpulse.v1.SecurityEvent.remote_address:type_name -> pbxpulse.v1.SecurityAddress
+	30, // 63: pbxpulse.v1.SecurityEvent.expected_address:type_name -> pbxpulse.v1.SecurityAddress
+	31, // 64: pbxpulse.v1.SecurityEvent.fields:type_name -> pbxpulse.v1.SecurityField
+	1,  // 65: pbxpulse.v1.PeerStatus.technology:type_name -> pbxpulse.v1.Technology
+	15, // 66: pbxpulse.v1.ChannelHangupRequest.channel:type_name -> pbxpulse.v1.Channel
+	15, // 67: pbxpulse.v1.ChannelHold.channel:type_name -> pbxpulse.v1.Channel
+	15, // 68: pbxpulse.v1.Dtmf.channel:type_name -> pbxpulse.v1.Channel
+	4,  // 69: pbxpulse.v1.Transfer.kind:type_name -> pbxpulse.v1.Transfer.Kind
+	15, // 70: pbxpulse.v1.Transfer.transferer:type_name -> pbxpulse.v1.Channel
+	15, // 71: pbxpulse.v1.Transfer.transferee:type_name -> pbxpulse.v1.Channel
+	15, // 72: pbxpulse.v1.Transfer.second_transferer:type_name -> pbxpulse.v1.Channel
+	15, // 73: pbxpulse.v1.Transfer.target:type_name -> pbxpulse.v1.Channel
+	15, // 74: pbxpulse.v1.LocalBridge.local_one:type_name -> pbxpulse.v1.Channel
+	15, // 75: pbxpulse.v1.LocalBridge.local_two:type_name -> pbxpulse.v1.Channel
+	15, // 76: pbxpulse.v1.ChannelRenamed.channel:type_name -> pbxpulse.v1.Channel
+	5,  // 77: pbxpulse.v1.BridgeLifecycle.action:type_name -> pbxpulse.v1.BridgeLifecycle.Action
+	15, // 78: pbxpulse.v1.ChannelVarSet.channel:type_name -> pbxpulse.v1.Channel
+	15, // 79: pbxpulse.v1.StasisApp.channel:type_name -> pbxpulse.v1.Channel
+	6,  // 80: pbxpulse.v1.QueueCaller.action:type_name -> pbxpulse.v1.QueueCaller.Action
+	15, // 81: pbxpulse.v1.QueueCaller.channel:type_name -> pbxpulse.v1.Channel
+	7,  // 82: pbxpulse.v1.QueueAgent.action:type_name -> pbxpulse.v1.QueueAgent.Action
+	15, // 83: pbxpulse.v1.QueueAgent.caller:type_name -> pbxpulse.v1.Channel
+	15, // 84: pbxpulse.v1.QueueAgent.agent:type_name -> pbxpulse.v1.Channel
+	43, // 85: pbxpulse.v1.QueuesSnapshot.queues:type_name -> pbxpulse.v1.QueueSummary
+	44, // 86: pbxpulse.v1.QueuesSnapshot.members:type_name -> pbxpulse.v1.QueueMember
+	45, // 87: pbxpulse.v1.QueuesSnapshot.callers:type_name -> pbxpulse.v1.QueueCaller
+	88, // [88:88] is the sub-list for method output_type
+	88, // [88:88] is the sub-list for method input_type
+	88, // [88:88] is the sub-list for extension type_name
+	88, // [88:88] is the sub-list for extension extendee
+	0,  // [0:88] is the sub-list for field type_name
 }
 
 func init() { file_pbxpulse_v1_events_proto_init() }
@@ -4689,6 +5478,9 @@ func file_pbxpulse_v1_events_proto_init() {
 		(*Event_AriEvent)(nil),
 		(*Event_Audit)(nil),
 		(*Event_LogLine)(nil),
+		(*Event_LogBatch)(nil),
+		(*Event_LogStats)(nil),
+		(*Event_SecurityEvent)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4696,7 +5488,7 @@ func file_pbxpulse_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pbxpulse_v1_events_proto_rawDesc), len(file_pbxpulse_v1_events_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   37,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
