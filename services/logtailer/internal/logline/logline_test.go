@@ -11,7 +11,8 @@ import (
 	"unicode/utf8"
 )
 
-const capture = "../../../../testdata/asterisk/22.10.1/logs/"
+// capture is the module's copy of the real Asterisk 22 logs (testdata/README.md).
+const capture = "../../testdata/asterisk/22.10.1/logs/"
 
 func testParser() *Parser {
 	p := NewParser(time.UTC)
@@ -244,8 +245,10 @@ func TestCapture(t *testing.T) {
 	}
 }
 
-func readCapture(t testing.TB, name string) []string {
-	f, err := os.Open(capture + name)
+func readCapture(t testing.TB, name string) []string { return readLines(t, capture+name) }
+
+func readLines(t testing.TB, path string) []string {
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,8 +268,10 @@ func readCapture(t testing.TB, name string) []string {
 var levelRe = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
 
 func FuzzParse(f *testing.F) {
-	for _, s := range readCapture(f, "full") {
-		f.Add(s)
+	for _, name := range []string{capture + "full", capture + "messages", securityLog} {
+		for _, s := range readLines(f, name) {
+			f.Add(s)
+		}
 	}
 	f.Add("[Nov  1 07:00:01] ERROR[1234][C-0000000a] chan_pjsip.c:2950 request: x")
 	f.Add("[x] VERBOSE[1] a.c:     -- y")
