@@ -38,8 +38,20 @@ type EndpointView struct {
 	Contacts       []*ContactView         `protobuf:"bytes,7,rep,name=contacts,proto3" json:"contacts,omitempty"`
 	ActiveChannels uint32                 `protobuf:"varint,8,opt,name=active_channels,json=activeChannels,proto3" json:"active_channels,omitempty"`
 	UpdatedAt      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Linkedids of the calls this endpoint is in now.
+	Calls []string `protobuf:"bytes,10,rep,name=calls,proto3" json:"calls,omitempty"`
+	// registered (at least one contact), unregistered, or "" when unknown.
+	Registration string `protobuf:"bytes,11,opt,name=registration,proto3" json:"registration,omitempty"`
+	// reachable, unreachable or unknown, from the contacts' qualify results.
+	Reachability string `protobuf:"bytes,12,opt,name=reachability,proto3" json:"reachability,omitempty"`
+	// chan_sip/IAX2 peer address and description (PJSIP: empty).
+	Address     string `protobuf:"bytes,13,opt,name=address,proto3" json:"address,omitempty"`
+	Description string `protobuf:"bytes,14,opt,name=description,proto3" json:"description,omitempty"`
+	// Time of the last trunk health sample taken from this endpoint's round
+	// trips (trunks only); one sample per minute at most.
+	LastHealthSample *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=last_health_sample,json=lastHealthSample,proto3" json:"last_health_sample,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *EndpointView) Reset() {
@@ -131,6 +143,48 @@ func (x *EndpointView) GetActiveChannels() uint32 {
 func (x *EndpointView) GetUpdatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *EndpointView) GetCalls() []string {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+func (x *EndpointView) GetRegistration() string {
+	if x != nil {
+		return x.Registration
+	}
+	return ""
+}
+
+func (x *EndpointView) GetReachability() string {
+	if x != nil {
+		return x.Reachability
+	}
+	return ""
+}
+
+func (x *EndpointView) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *EndpointView) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *EndpointView) GetLastHealthSample() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastHealthSample
 	}
 	return nil
 }
@@ -228,12 +282,37 @@ type CallView struct {
 	CallerName string                 `protobuf:"bytes,4,opt,name=caller_name,json=callerName,proto3" json:"caller_name,omitempty"`
 	CalleeNum  string                 `protobuf:"bytes,5,opt,name=callee_num,json=calleeNum,proto3" json:"callee_num,omitempty"`
 	CalleeName string                 `protobuf:"bytes,6,opt,name=callee_name,json=calleeName,proto3" json:"callee_name,omitempty"`
-	// dialing, ringing, up, bridged.
-	State         string                 `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	AnsweredAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=answered_at,json=answeredAt,proto3" json:"answered_at,omitempty"`
-	Channels      []*Channel             `protobuf:"bytes,10,rep,name=channels,proto3" json:"channels,omitempty"`
-	BridgeId      string                 `protobuf:"bytes,11,opt,name=bridge_id,json=bridgeId,proto3" json:"bridge_id,omitempty"`
+	// dialing, ringing, up, on_hold, bridged, transferred.
+	State      string                 `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	AnsweredAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=answered_at,json=answeredAt,proto3" json:"answered_at,omitempty"`
+	Channels   []*Channel             `protobuf:"bytes,10,rep,name=channels,proto3" json:"channels,omitempty"`
+	BridgeId   string                 `protobuf:"bytes,11,opt,name=bridge_id,json=bridgeId,proto3" json:"bridge_id,omitempty"`
+	// internal, inbound (first channel on a trunk) or outbound (a later
+	// channel on a trunk).
+	Direction string `protobuf:"bytes,12,opt,name=direction,proto3" json:"direction,omitempty"`
+	// The trunk endpoint the call uses, if any.
+	Trunk string `protobuf:"bytes,13,opt,name=trunk,proto3" json:"trunk,omitempty"`
+	// The queue the call waited in, if any.
+	Queue string `protobuf:"bytes,14,opt,name=queue,proto3" json:"queue,omitempty"`
+	// Uniqueids of the channels on hold now; state is on_hold while any is.
+	Held []string `protobuf:"bytes,15,rep,name=held,proto3" json:"held,omitempty"`
+	// Transfers of this call so far.
+	Transfers []*TransferRecord `protobuf:"bytes,16,rep,name=transfers,proto3" json:"transfers,omitempty"`
+	// Dial outcomes (DialStatus of each DialEnd), in order.
+	DialStatuses []string `protobuf:"bytes,17,rep,name=dial_statuses,json=dialStatuses,proto3" json:"dial_statuses,omitempty"`
+	// The endpoint (or channel, when not an endpoint) that first asked to
+	// hang up; empty until someone does.
+	HangupBy string `protobuf:"bytes,18,opt,name=hangup_by,json=hangupBy,proto3" json:"hangup_by,omitempty"`
+	// Cause of the first channel to hang up with a non-zero cause.
+	HangupCause     int32  `protobuf:"varint,19,opt,name=hangup_cause,json=hangupCause,proto3" json:"hangup_cause,omitempty"`
+	HangupCauseText string `protobuf:"bytes,20,opt,name=hangup_cause_text,json=hangupCauseText,proto3" json:"hangup_cause_text,omitempty"`
+	// Every endpoint that took part, in order of appearance.
+	Parties []string `protobuf:"bytes,21,rep,name=parties,proto3" json:"parties,omitempty"`
+	// When the queue connected the caller to an agent (hold time ends).
+	QueueJoinedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=queue_joined_at,json=queueJoinedAt,proto3" json:"queue_joined_at,omitempty"`
+	// Every channel name the call has had, in order of appearance.
+	ChannelNames  []string `protobuf:"bytes,23,rep,name=channel_names,json=channelNames,proto3" json:"channel_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +424,817 @@ func (x *CallView) GetBridgeId() string {
 	return ""
 }
 
+func (x *CallView) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *CallView) GetTrunk() string {
+	if x != nil {
+		return x.Trunk
+	}
+	return ""
+}
+
+func (x *CallView) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *CallView) GetHeld() []string {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
+func (x *CallView) GetTransfers() []*TransferRecord {
+	if x != nil {
+		return x.Transfers
+	}
+	return nil
+}
+
+func (x *CallView) GetDialStatuses() []string {
+	if x != nil {
+		return x.DialStatuses
+	}
+	return nil
+}
+
+func (x *CallView) GetHangupBy() string {
+	if x != nil {
+		return x.HangupBy
+	}
+	return ""
+}
+
+func (x *CallView) GetHangupCause() int32 {
+	if x != nil {
+		return x.HangupCause
+	}
+	return 0
+}
+
+func (x *CallView) GetHangupCauseText() string {
+	if x != nil {
+		return x.HangupCauseText
+	}
+	return ""
+}
+
+func (x *CallView) GetParties() []string {
+	if x != nil {
+		return x.Parties
+	}
+	return nil
+}
+
+func (x *CallView) GetQueueJoinedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.QueueJoinedAt
+	}
+	return nil
+}
+
+func (x *CallView) GetChannelNames() []string {
+	if x != nil {
+		return x.ChannelNames
+	}
+	return nil
+}
+
+type TransferRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// blind or attended.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Who transferred (endpoint or channel) and to what (extension or channel).
+	By            string                 `protobuf:"bytes,2,opt,name=by,proto3" json:"by,omitempty"`
+	To            string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	Result        string                 `protobuf:"bytes,4,opt,name=result,proto3" json:"result,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferRecord) Reset() {
+	*x = TransferRecord{}
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferRecord) ProtoMessage() {}
+
+func (x *TransferRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferRecord.ProtoReflect.Descriptor instead.
+func (*TransferRecord) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TransferRecord) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TransferRecord) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *TransferRecord) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *TransferRecord) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *TransferRecord) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// CallRecord is one finished call: the call history (CDR).
+type CallRecord struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	PbxId      string                 `protobuf:"bytes,1,opt,name=pbx_id,json=pbxId,proto3" json:"pbx_id,omitempty"`
+	Linkedid   string                 `protobuf:"bytes,2,opt,name=linkedid,proto3" json:"linkedid,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	AnsweredAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=answered_at,json=answeredAt,proto3" json:"answered_at,omitempty"`
+	EndedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	// Seconds from start to answer (to end when unanswered) and from answer to end.
+	RingSeconds float64 `protobuf:"fixed64,6,opt,name=ring_seconds,json=ringSeconds,proto3" json:"ring_seconds,omitempty"`
+	TalkSeconds float64 `protobuf:"fixed64,7,opt,name=talk_seconds,json=talkSeconds,proto3" json:"talk_seconds,omitempty"`
+	// answered, no_answer, busy, failed, cancelled.
+	Disposition     string            `protobuf:"bytes,8,opt,name=disposition,proto3" json:"disposition,omitempty"`
+	HangupCause     int32             `protobuf:"varint,9,opt,name=hangup_cause,json=hangupCause,proto3" json:"hangup_cause,omitempty"`
+	HangupCauseText string            `protobuf:"bytes,10,opt,name=hangup_cause_text,json=hangupCauseText,proto3" json:"hangup_cause_text,omitempty"`
+	HangupBy        string            `protobuf:"bytes,11,opt,name=hangup_by,json=hangupBy,proto3" json:"hangup_by,omitempty"`
+	CallerNum       string            `protobuf:"bytes,12,opt,name=caller_num,json=callerNum,proto3" json:"caller_num,omitempty"`
+	CallerName      string            `protobuf:"bytes,13,opt,name=caller_name,json=callerName,proto3" json:"caller_name,omitempty"`
+	CalleeNum       string            `protobuf:"bytes,14,opt,name=callee_num,json=calleeNum,proto3" json:"callee_num,omitempty"`
+	CalleeName      string            `protobuf:"bytes,15,opt,name=callee_name,json=calleeName,proto3" json:"callee_name,omitempty"`
+	Direction       string            `protobuf:"bytes,16,opt,name=direction,proto3" json:"direction,omitempty"`
+	Trunk           string            `protobuf:"bytes,17,opt,name=trunk,proto3" json:"trunk,omitempty"`
+	Queue           string            `protobuf:"bytes,18,opt,name=queue,proto3" json:"queue,omitempty"`
+	Parties         []string          `protobuf:"bytes,19,rep,name=parties,proto3" json:"parties,omitempty"`
+	Transfers       []*TransferRecord `protobuf:"bytes,20,rep,name=transfers,proto3" json:"transfers,omitempty"`
+	// Channel names the call had.
+	Channels      []string `protobuf:"bytes,21,rep,name=channels,proto3" json:"channels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRecord) Reset() {
+	*x = CallRecord{}
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRecord) ProtoMessage() {}
+
+func (x *CallRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRecord.ProtoReflect.Descriptor instead.
+func (*CallRecord) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CallRecord) GetPbxId() string {
+	if x != nil {
+		return x.PbxId
+	}
+	return ""
+}
+
+func (x *CallRecord) GetLinkedid() string {
+	if x != nil {
+		return x.Linkedid
+	}
+	return ""
+}
+
+func (x *CallRecord) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *CallRecord) GetAnsweredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AnsweredAt
+	}
+	return nil
+}
+
+func (x *CallRecord) GetEndedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndedAt
+	}
+	return nil
+}
+
+func (x *CallRecord) GetRingSeconds() float64 {
+	if x != nil {
+		return x.RingSeconds
+	}
+	return 0
+}
+
+func (x *CallRecord) GetTalkSeconds() float64 {
+	if x != nil {
+		return x.TalkSeconds
+	}
+	return 0
+}
+
+func (x *CallRecord) GetDisposition() string {
+	if x != nil {
+		return x.Disposition
+	}
+	return ""
+}
+
+func (x *CallRecord) GetHangupCause() int32 {
+	if x != nil {
+		return x.HangupCause
+	}
+	return 0
+}
+
+func (x *CallRecord) GetHangupCauseText() string {
+	if x != nil {
+		return x.HangupCauseText
+	}
+	return ""
+}
+
+func (x *CallRecord) GetHangupBy() string {
+	if x != nil {
+		return x.HangupBy
+	}
+	return ""
+}
+
+func (x *CallRecord) GetCallerNum() string {
+	if x != nil {
+		return x.CallerNum
+	}
+	return ""
+}
+
+func (x *CallRecord) GetCallerName() string {
+	if x != nil {
+		return x.CallerName
+	}
+	return ""
+}
+
+func (x *CallRecord) GetCalleeNum() string {
+	if x != nil {
+		return x.CalleeNum
+	}
+	return ""
+}
+
+func (x *CallRecord) GetCalleeName() string {
+	if x != nil {
+		return x.CalleeName
+	}
+	return ""
+}
+
+func (x *CallRecord) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *CallRecord) GetTrunk() string {
+	if x != nil {
+		return x.Trunk
+	}
+	return ""
+}
+
+func (x *CallRecord) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *CallRecord) GetParties() []string {
+	if x != nil {
+		return x.Parties
+	}
+	return nil
+}
+
+func (x *CallRecord) GetTransfers() []*TransferRecord {
+	if x != nil {
+		return x.Transfers
+	}
+	return nil
+}
+
+func (x *CallRecord) GetChannels() []string {
+	if x != nil {
+		return x.Channels
+	}
+	return nil
+}
+
+// QueueView is one queue: who waits, who answers, and today's figures.
+type QueueView struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PbxId    string                 `protobuf:"bytes,1,opt,name=pbx_id,json=pbxId,proto3" json:"pbx_id,omitempty"`
+	Queue    string                 `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`
+	Strategy string                 `protobuf:"bytes,3,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	// Seconds within which an answer counts as within the service level
+	// (the queue's servicelevel; 0 when the PBX does not say).
+	ServiceLevelSeconds uint32             `protobuf:"varint,4,opt,name=service_level_seconds,json=serviceLevelSeconds,proto3" json:"service_level_seconds,omitempty"`
+	Callers             []*QueueCallerView `protobuf:"bytes,5,rep,name=callers,proto3" json:"callers,omitempty"`
+	Members             []*QueueMemberView `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
+	// The day (YYYY-MM-DD, in the projector's time zone) the counters cover.
+	Day                   string `protobuf:"bytes,7,opt,name=day,proto3" json:"day,omitempty"`
+	AnsweredToday         uint32 `protobuf:"varint,8,opt,name=answered_today,json=answeredToday,proto3" json:"answered_today,omitempty"`
+	AbandonedToday        uint32 `protobuf:"varint,9,opt,name=abandoned_today,json=abandonedToday,proto3" json:"abandoned_today,omitempty"`
+	AnsweredWithinSlToday uint32 `protobuf:"varint,10,opt,name=answered_within_sl_today,json=answeredWithinSlToday,proto3" json:"answered_within_sl_today,omitempty"`
+	// answered within the service level / (answered + abandoned), percent.
+	ServiceLevelPct float64                `protobuf:"fixed64,11,opt,name=service_level_pct,json=serviceLevelPct,proto3" json:"service_level_pct,omitempty"`
+	UpdatedAt       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *QueueView) Reset() {
+	*x = QueueView{}
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueView) ProtoMessage() {}
+
+func (x *QueueView) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueView.ProtoReflect.Descriptor instead.
+func (*QueueView) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *QueueView) GetPbxId() string {
+	if x != nil {
+		return x.PbxId
+	}
+	return ""
+}
+
+func (x *QueueView) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueueView) GetStrategy() string {
+	if x != nil {
+		return x.Strategy
+	}
+	return ""
+}
+
+func (x *QueueView) GetServiceLevelSeconds() uint32 {
+	if x != nil {
+		return x.ServiceLevelSeconds
+	}
+	return 0
+}
+
+func (x *QueueView) GetCallers() []*QueueCallerView {
+	if x != nil {
+		return x.Callers
+	}
+	return nil
+}
+
+func (x *QueueView) GetMembers() []*QueueMemberView {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *QueueView) GetDay() string {
+	if x != nil {
+		return x.Day
+	}
+	return ""
+}
+
+func (x *QueueView) GetAnsweredToday() uint32 {
+	if x != nil {
+		return x.AnsweredToday
+	}
+	return 0
+}
+
+func (x *QueueView) GetAbandonedToday() uint32 {
+	if x != nil {
+		return x.AbandonedToday
+	}
+	return 0
+}
+
+func (x *QueueView) GetAnsweredWithinSlToday() uint32 {
+	if x != nil {
+		return x.AnsweredWithinSlToday
+	}
+	return 0
+}
+
+func (x *QueueView) GetServiceLevelPct() float64 {
+	if x != nil {
+		return x.ServiceLevelPct
+	}
+	return 0
+}
+
+func (x *QueueView) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type QueueCallerView struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uniqueid      string                 `protobuf:"bytes,1,opt,name=uniqueid,proto3" json:"uniqueid,omitempty"`
+	Channel       string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	CallerNum     string                 `protobuf:"bytes,3,opt,name=caller_num,json=callerNum,proto3" json:"caller_num,omitempty"`
+	CallerName    string                 `protobuf:"bytes,4,opt,name=caller_name,json=callerName,proto3" json:"caller_name,omitempty"`
+	Position      uint32                 `protobuf:"varint,5,opt,name=position,proto3" json:"position,omitempty"`
+	JoinedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueCallerView) Reset() {
+	*x = QueueCallerView{}
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueCallerView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueCallerView) ProtoMessage() {}
+
+func (x *QueueCallerView) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueCallerView.ProtoReflect.Descriptor instead.
+func (*QueueCallerView) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *QueueCallerView) GetUniqueid() string {
+	if x != nil {
+		return x.Uniqueid
+	}
+	return ""
+}
+
+func (x *QueueCallerView) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *QueueCallerView) GetCallerNum() string {
+	if x != nil {
+		return x.CallerNum
+	}
+	return ""
+}
+
+func (x *QueueCallerView) GetCallerName() string {
+	if x != nil {
+		return x.CallerName
+	}
+	return ""
+}
+
+func (x *QueueCallerView) GetPosition() uint32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *QueueCallerView) GetJoinedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.JoinedAt
+	}
+	return nil
+}
+
+type QueueMemberView struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Interface string                 `protobuf:"bytes,2,opt,name=interface,proto3" json:"interface,omitempty"`
+	// Asterisk device status of the member (AST_DEVICE_*), and as text.
+	Status        int32  `protobuf:"varint,3,opt,name=status,proto3" json:"status,omitempty"`
+	State         string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Paused        bool   `protobuf:"varint,5,opt,name=paused,proto3" json:"paused,omitempty"`
+	PausedReason  string `protobuf:"bytes,6,opt,name=paused_reason,json=pausedReason,proto3" json:"paused_reason,omitempty"`
+	InCall        bool   `protobuf:"varint,7,opt,name=in_call,json=inCall,proto3" json:"in_call,omitempty"`
+	CallsTaken    uint32 `protobuf:"varint,8,opt,name=calls_taken,json=callsTaken,proto3" json:"calls_taken,omitempty"`
+	LastCall      int64  `protobuf:"varint,9,opt,name=last_call,json=lastCall,proto3" json:"last_call,omitempty"`
+	Membership    string `protobuf:"bytes,10,opt,name=membership,proto3" json:"membership,omitempty"`
+	Penalty       int32  `protobuf:"varint,11,opt,name=penalty,proto3" json:"penalty,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueMemberView) Reset() {
+	*x = QueueMemberView{}
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueMemberView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueMemberView) ProtoMessage() {}
+
+func (x *QueueMemberView) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueMemberView.ProtoReflect.Descriptor instead.
+func (*QueueMemberView) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *QueueMemberView) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *QueueMemberView) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *QueueMemberView) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *QueueMemberView) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *QueueMemberView) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *QueueMemberView) GetPausedReason() string {
+	if x != nil {
+		return x.PausedReason
+	}
+	return ""
+}
+
+func (x *QueueMemberView) GetInCall() bool {
+	if x != nil {
+		return x.InCall
+	}
+	return false
+}
+
+func (x *QueueMemberView) GetCallsTaken() uint32 {
+	if x != nil {
+		return x.CallsTaken
+	}
+	return 0
+}
+
+func (x *QueueMemberView) GetLastCall() int64 {
+	if x != nil {
+		return x.LastCall
+	}
+	return 0
+}
+
+func (x *QueueMemberView) GetMembership() string {
+	if x != nil {
+		return x.Membership
+	}
+	return ""
+}
+
+func (x *QueueMemberView) GetPenalty() int32 {
+	if x != nil {
+		return x.Penalty
+	}
+	return 0
+}
+
+// TrunkHealthSample is one point of a trunk's health history: a registration
+// change (a flap) or a round-trip sample.
+type TrunkHealthSample struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	PbxId string                 `protobuf:"bytes,1,opt,name=pbx_id,json=pbxId,proto3" json:"pbx_id,omitempty"`
+	Trunk string                 `protobuf:"bytes,2,opt,name=trunk,proto3" json:"trunk,omitempty"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	// registration or roundtrip.
+	Kind          string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	Status        string `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	Cause         string `protobuf:"bytes,6,opt,name=cause,proto3" json:"cause,omitempty"`
+	RoundtripUsec int64  `protobuf:"varint,7,opt,name=roundtrip_usec,json=roundtripUsec,proto3" json:"roundtrip_usec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrunkHealthSample) Reset() {
+	*x = TrunkHealthSample{}
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrunkHealthSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrunkHealthSample) ProtoMessage() {}
+
+func (x *TrunkHealthSample) ProtoReflect() protoreflect.Message {
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrunkHealthSample.ProtoReflect.Descriptor instead.
+func (*TrunkHealthSample) Descriptor() ([]byte, []int) {
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TrunkHealthSample) GetPbxId() string {
+	if x != nil {
+		return x.PbxId
+	}
+	return ""
+}
+
+func (x *TrunkHealthSample) GetTrunk() string {
+	if x != nil {
+		return x.Trunk
+	}
+	return ""
+}
+
+func (x *TrunkHealthSample) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *TrunkHealthSample) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TrunkHealthSample) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *TrunkHealthSample) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+func (x *TrunkHealthSample) GetRoundtripUsec() int64 {
+	if x != nil {
+		return x.RoundtripUsec
+	}
+	return 0
+}
+
 // PbxView is the collector's link state to one PBX.
 type PbxView struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -361,7 +1251,7 @@ type PbxView struct {
 
 func (x *PbxView) Reset() {
 	*x = PbxView{}
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[3]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +1263,7 @@ func (x *PbxView) String() string {
 func (*PbxView) ProtoMessage() {}
 
 func (x *PbxView) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[3]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +1276,7 @@ func (x *PbxView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PbxView.ProtoReflect.Descriptor instead.
 func (*PbxView) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{3}
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PbxView) GetPbxId() string {
@@ -447,7 +1337,7 @@ type TrunkRegistrationView struct {
 
 func (x *TrunkRegistrationView) Reset() {
 	*x = TrunkRegistrationView{}
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[4]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +1349,7 @@ func (x *TrunkRegistrationView) String() string {
 func (*TrunkRegistrationView) ProtoMessage() {}
 
 func (x *TrunkRegistrationView) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[4]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +1362,7 @@ func (x *TrunkRegistrationView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrunkRegistrationView.ProtoReflect.Descriptor instead.
 func (*TrunkRegistrationView) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{4}
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TrunkRegistrationView) GetPbxId() string {
@@ -533,13 +1423,14 @@ type Snapshot struct {
 	Endpoints     []*EndpointView          `protobuf:"bytes,4,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
 	Calls         []*CallView              `protobuf:"bytes,5,rep,name=calls,proto3" json:"calls,omitempty"`
 	Registrations []*TrunkRegistrationView `protobuf:"bytes,6,rep,name=registrations,proto3" json:"registrations,omitempty"`
+	Queues        []*QueueView             `protobuf:"bytes,7,rep,name=queues,proto3" json:"queues,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[5]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -551,7 +1442,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[5]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -564,7 +1455,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{5}
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Snapshot) GetTenant() string {
@@ -609,6 +1500,13 @@ func (x *Snapshot) GetRegistrations() []*TrunkRegistrationView {
 	return nil
 }
 
+func (x *Snapshot) GetQueues() []*QueueView {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
 // Change is one row of a projection that a commit created, changed or removed.
 type Change struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -619,6 +1517,9 @@ type Change struct {
 	//	*Change_Call
 	//	*Change_Registration
 	//	*Change_CallRemoved
+	//	*Change_Queue
+	//	*Change_History
+	//	*Change_TrunkHealth
 	Row           isChange_Row `protobuf_oneof:"row"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -626,7 +1527,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[6]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +1539,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[6]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +1552,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{6}
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Change) GetRow() isChange_Row {
@@ -706,6 +1607,33 @@ func (x *Change) GetCallRemoved() *CallKey {
 	return nil
 }
 
+func (x *Change) GetQueue() *QueueView {
+	if x != nil {
+		if x, ok := x.Row.(*Change_Queue); ok {
+			return x.Queue
+		}
+	}
+	return nil
+}
+
+func (x *Change) GetHistory() *CallRecord {
+	if x != nil {
+		if x, ok := x.Row.(*Change_History); ok {
+			return x.History
+		}
+	}
+	return nil
+}
+
+func (x *Change) GetTrunkHealth() *TrunkHealthSample {
+	if x != nil {
+		if x, ok := x.Row.(*Change_TrunkHealth); ok {
+			return x.TrunkHealth
+		}
+	}
+	return nil
+}
+
 type isChange_Row interface {
 	isChange_Row()
 }
@@ -731,6 +1659,19 @@ type Change_CallRemoved struct {
 	CallRemoved *CallKey `protobuf:"bytes,5,opt,name=call_removed,json=callRemoved,proto3,oneof"`
 }
 
+type Change_Queue struct {
+	Queue *QueueView `protobuf:"bytes,6,opt,name=queue,proto3,oneof"`
+}
+
+type Change_History struct {
+	// A call that ended, as it enters the history.
+	History *CallRecord `protobuf:"bytes,7,opt,name=history,proto3,oneof"`
+}
+
+type Change_TrunkHealth struct {
+	TrunkHealth *TrunkHealthSample `protobuf:"bytes,8,opt,name=trunk_health,json=trunkHealth,proto3,oneof"`
+}
+
 func (*Change_Pbx) isChange_Row() {}
 
 func (*Change_Endpoint) isChange_Row() {}
@@ -740,6 +1681,12 @@ func (*Change_Call) isChange_Row() {}
 func (*Change_Registration) isChange_Row() {}
 
 func (*Change_CallRemoved) isChange_Row() {}
+
+func (*Change_Queue) isChange_Row() {}
+
+func (*Change_History) isChange_Row() {}
+
+func (*Change_TrunkHealth) isChange_Row() {}
 
 type CallKey struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -751,7 +1698,7 @@ type CallKey struct {
 
 func (x *CallKey) Reset() {
 	*x = CallKey{}
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[7]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +1710,7 @@ func (x *CallKey) String() string {
 func (*CallKey) ProtoMessage() {}
 
 func (x *CallKey) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[7]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +1723,7 @@ func (x *CallKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallKey.ProtoReflect.Descriptor instead.
 func (*CallKey) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{7}
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CallKey) GetPbxId() string {
@@ -797,18 +1744,21 @@ func (x *CallKey) GetLinkedid() string {
 // Versions are consecutive per tenant: a consumer that sees version N+2 after
 // N has missed one and must fetch it (the gateway reads it from Postgres).
 type Delta struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	Changes       []*Change              `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
-	CommittedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Tenant      string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Version     uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Changes     []*Change              `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
+	CommittedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	// The projection was rebuilt and swapped in: discard what you hold and
+	// read a fresh snapshot (changes is empty).
+	Rebuilt       bool `protobuf:"varint,5,opt,name=rebuilt,proto3" json:"rebuilt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delta) Reset() {
 	*x = Delta{}
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[8]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1770,7 @@ func (x *Delta) String() string {
 func (*Delta) ProtoMessage() {}
 
 func (x *Delta) ProtoReflect() protoreflect.Message {
-	mi := &file_pbxpulse_v1_views_proto_msgTypes[8]
+	mi := &file_pbxpulse_v1_views_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1783,7 @@ func (x *Delta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delta.ProtoReflect.Descriptor instead.
 func (*Delta) Descriptor() ([]byte, []int) {
-	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{8}
+	return file_pbxpulse_v1_views_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Delta) GetTenant() string {
@@ -864,11 +1814,18 @@ func (x *Delta) GetCommittedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Delta) GetRebuilt() bool {
+	if x != nil {
+		return x.Rebuilt
+	}
+	return false
+}
+
 var File_pbxpulse_v1_views_proto protoreflect.FileDescriptor
 
 const file_pbxpulse_v1_views_proto_rawDesc = "" +
 	"\n" +
-	"\x17pbxpulse/v1/views.proto\x12\vpbxpulse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18pbxpulse/v1/events.proto\"\xf6\x02\n" +
+	"\x17pbxpulse/v1/views.proto\x12\vpbxpulse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18pbxpulse/v1/events.proto\"\xda\x04\n" +
 	"\fEndpointView\x12\x15\n" +
 	"\x06pbx_id\x18\x01 \x01(\tR\x05pbxId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x127\n" +
@@ -881,7 +1838,14 @@ const file_pbxpulse_v1_views_proto_rawDesc = "" +
 	"\bcontacts\x18\a \x03(\v2\x18.pbxpulse.v1.ContactViewR\bcontacts\x12'\n" +
 	"\x0factive_channels\x18\b \x01(\rR\x0eactiveChannels\x129\n" +
 	"\n" +
-	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc7\x01\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x14\n" +
+	"\x05calls\x18\n" +
+	" \x03(\tR\x05calls\x12\"\n" +
+	"\fregistration\x18\v \x01(\tR\fregistration\x12\"\n" +
+	"\freachability\x18\f \x01(\tR\freachability\x12\x18\n" +
+	"\aaddress\x18\r \x01(\tR\aaddress\x12 \n" +
+	"\vdescription\x18\x0e \x01(\tR\vdescription\x12H\n" +
+	"\x12last_health_sample\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x10lastHealthSample\"\xc7\x01\n" +
 	"\vContactView\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12%\n" +
@@ -890,7 +1854,7 @@ const file_pbxpulse_v1_views_proto_rawDesc = "" +
 	"user_agent\x18\x04 \x01(\tR\tuserAgent\x12\x1f\n" +
 	"\vvia_address\x18\x05 \x01(\tR\n" +
 	"viaAddress\x12'\n" +
-	"\x0fexpiration_time\x18\x06 \x01(\x03R\x0eexpirationTime\"\x9a\x03\n" +
+	"\x0fexpiration_time\x18\x06 \x01(\x03R\x0eexpirationTime\"\xc7\x06\n" +
 	"\bCallView\x12\x15\n" +
 	"\x06pbx_id\x18\x01 \x01(\tR\x05pbxId\x12\x1a\n" +
 	"\blinkedid\x18\x02 \x01(\tR\blinkedid\x12\x1d\n" +
@@ -909,7 +1873,103 @@ const file_pbxpulse_v1_views_proto_rawDesc = "" +
 	"answeredAt\x120\n" +
 	"\bchannels\x18\n" +
 	" \x03(\v2\x14.pbxpulse.v1.ChannelR\bchannels\x12\x1b\n" +
-	"\tbridge_id\x18\v \x01(\tR\bbridgeId\"\xb2\x01\n" +
+	"\tbridge_id\x18\v \x01(\tR\bbridgeId\x12\x1c\n" +
+	"\tdirection\x18\f \x01(\tR\tdirection\x12\x14\n" +
+	"\x05trunk\x18\r \x01(\tR\x05trunk\x12\x14\n" +
+	"\x05queue\x18\x0e \x01(\tR\x05queue\x12\x12\n" +
+	"\x04held\x18\x0f \x03(\tR\x04held\x129\n" +
+	"\ttransfers\x18\x10 \x03(\v2\x1b.pbxpulse.v1.TransferRecordR\ttransfers\x12#\n" +
+	"\rdial_statuses\x18\x11 \x03(\tR\fdialStatuses\x12\x1b\n" +
+	"\thangup_by\x18\x12 \x01(\tR\bhangupBy\x12!\n" +
+	"\fhangup_cause\x18\x13 \x01(\x05R\vhangupCause\x12*\n" +
+	"\x11hangup_cause_text\x18\x14 \x01(\tR\x0fhangupCauseText\x12\x18\n" +
+	"\aparties\x18\x15 \x03(\tR\aparties\x12B\n" +
+	"\x0fqueue_joined_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\rqueueJoinedAt\x12#\n" +
+	"\rchannel_names\x18\x17 \x03(\tR\fchannelNames\"\x88\x01\n" +
+	"\x0eTransferRecord\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02by\x18\x02 \x01(\tR\x02by\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\x12\x16\n" +
+	"\x06result\x18\x04 \x01(\tR\x06result\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xfd\x05\n" +
+	"\n" +
+	"CallRecord\x12\x15\n" +
+	"\x06pbx_id\x18\x01 \x01(\tR\x05pbxId\x12\x1a\n" +
+	"\blinkedid\x18\x02 \x01(\tR\blinkedid\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vanswered_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"answeredAt\x125\n" +
+	"\bended_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x12!\n" +
+	"\fring_seconds\x18\x06 \x01(\x01R\vringSeconds\x12!\n" +
+	"\ftalk_seconds\x18\a \x01(\x01R\vtalkSeconds\x12 \n" +
+	"\vdisposition\x18\b \x01(\tR\vdisposition\x12!\n" +
+	"\fhangup_cause\x18\t \x01(\x05R\vhangupCause\x12*\n" +
+	"\x11hangup_cause_text\x18\n" +
+	" \x01(\tR\x0fhangupCauseText\x12\x1b\n" +
+	"\thangup_by\x18\v \x01(\tR\bhangupBy\x12\x1d\n" +
+	"\n" +
+	"caller_num\x18\f \x01(\tR\tcallerNum\x12\x1f\n" +
+	"\vcaller_name\x18\r \x01(\tR\n" +
+	"callerName\x12\x1d\n" +
+	"\n" +
+	"callee_num\x18\x0e \x01(\tR\tcalleeNum\x12\x1f\n" +
+	"\vcallee_name\x18\x0f \x01(\tR\n" +
+	"calleeName\x12\x1c\n" +
+	"\tdirection\x18\x10 \x01(\tR\tdirection\x12\x14\n" +
+	"\x05trunk\x18\x11 \x01(\tR\x05trunk\x12\x14\n" +
+	"\x05queue\x18\x12 \x01(\tR\x05queue\x12\x18\n" +
+	"\aparties\x18\x13 \x03(\tR\aparties\x129\n" +
+	"\ttransfers\x18\x14 \x03(\v2\x1b.pbxpulse.v1.TransferRecordR\ttransfers\x12\x1a\n" +
+	"\bchannels\x18\x15 \x03(\tR\bchannels\"\xfa\x03\n" +
+	"\tQueueView\x12\x15\n" +
+	"\x06pbx_id\x18\x01 \x01(\tR\x05pbxId\x12\x14\n" +
+	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x1a\n" +
+	"\bstrategy\x18\x03 \x01(\tR\bstrategy\x122\n" +
+	"\x15service_level_seconds\x18\x04 \x01(\rR\x13serviceLevelSeconds\x126\n" +
+	"\acallers\x18\x05 \x03(\v2\x1c.pbxpulse.v1.QueueCallerViewR\acallers\x126\n" +
+	"\amembers\x18\x06 \x03(\v2\x1c.pbxpulse.v1.QueueMemberViewR\amembers\x12\x10\n" +
+	"\x03day\x18\a \x01(\tR\x03day\x12%\n" +
+	"\x0eanswered_today\x18\b \x01(\rR\ransweredToday\x12'\n" +
+	"\x0fabandoned_today\x18\t \x01(\rR\x0eabandonedToday\x127\n" +
+	"\x18answered_within_sl_today\x18\n" +
+	" \x01(\rR\x15answeredWithinSlToday\x12*\n" +
+	"\x11service_level_pct\x18\v \x01(\x01R\x0fserviceLevelPct\x129\n" +
+	"\n" +
+	"updated_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xdc\x01\n" +
+	"\x0fQueueCallerView\x12\x1a\n" +
+	"\buniqueid\x18\x01 \x01(\tR\buniqueid\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x1d\n" +
+	"\n" +
+	"caller_num\x18\x03 \x01(\tR\tcallerNum\x12\x1f\n" +
+	"\vcaller_name\x18\x04 \x01(\tR\n" +
+	"callerName\x12\x1a\n" +
+	"\bposition\x18\x05 \x01(\rR\bposition\x127\n" +
+	"\tjoined_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\"\xbf\x02\n" +
+	"\x0fQueueMemberView\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tinterface\x18\x02 \x01(\tR\tinterface\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\x05R\x06status\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x16\n" +
+	"\x06paused\x18\x05 \x01(\bR\x06paused\x12#\n" +
+	"\rpaused_reason\x18\x06 \x01(\tR\fpausedReason\x12\x17\n" +
+	"\ain_call\x18\a \x01(\bR\x06inCall\x12\x1f\n" +
+	"\vcalls_taken\x18\b \x01(\rR\n" +
+	"callsTaken\x12\x1b\n" +
+	"\tlast_call\x18\t \x01(\x03R\blastCall\x12\x1e\n" +
+	"\n" +
+	"membership\x18\n" +
+	" \x01(\tR\n" +
+	"membership\x12\x18\n" +
+	"\apenalty\x18\v \x01(\x05R\apenalty\"\xd5\x01\n" +
+	"\x11TrunkHealthSample\x12\x15\n" +
+	"\x06pbx_id\x18\x01 \x01(\tR\x05pbxId\x12\x14\n" +
+	"\x05trunk\x18\x02 \x01(\tR\x05trunk\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\x12\x14\n" +
+	"\x05cause\x18\x06 \x01(\tR\x05cause\x12%\n" +
+	"\x0eroundtrip_usec\x18\a \x01(\x03R\rroundtripUsec\"\xb2\x01\n" +
 	"\aPbxView\x12\x15\n" +
 	"\x06pbx_id\x18\x01 \x01(\tR\x05pbxId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
@@ -927,29 +1987,34 @@ const file_pbxpulse_v1_views_proto_rawDesc = "" +
 	"\x06status\x18\x05 \x01(\tR\x06status\x12\x14\n" +
 	"\x05cause\x18\x06 \x01(\tR\x05cause\x129\n" +
 	"\n" +
-	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x96\x02\n" +
+	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc6\x02\n" +
 	"\bSnapshot\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12(\n" +
 	"\x04pbxs\x18\x03 \x03(\v2\x14.pbxpulse.v1.PbxViewR\x04pbxs\x127\n" +
 	"\tendpoints\x18\x04 \x03(\v2\x19.pbxpulse.v1.EndpointViewR\tendpoints\x12+\n" +
 	"\x05calls\x18\x05 \x03(\v2\x15.pbxpulse.v1.CallViewR\x05calls\x12H\n" +
-	"\rregistrations\x18\x06 \x03(\v2\".pbxpulse.v1.TrunkRegistrationViewR\rregistrations\"\xa4\x02\n" +
+	"\rregistrations\x18\x06 \x03(\v2\".pbxpulse.v1.TrunkRegistrationViewR\rregistrations\x12.\n" +
+	"\x06queues\x18\a \x03(\v2\x16.pbxpulse.v1.QueueViewR\x06queues\"\xce\x03\n" +
 	"\x06Change\x12(\n" +
 	"\x03pbx\x18\x01 \x01(\v2\x14.pbxpulse.v1.PbxViewH\x00R\x03pbx\x127\n" +
 	"\bendpoint\x18\x02 \x01(\v2\x19.pbxpulse.v1.EndpointViewH\x00R\bendpoint\x12+\n" +
 	"\x04call\x18\x03 \x01(\v2\x15.pbxpulse.v1.CallViewH\x00R\x04call\x12H\n" +
 	"\fregistration\x18\x04 \x01(\v2\".pbxpulse.v1.TrunkRegistrationViewH\x00R\fregistration\x129\n" +
-	"\fcall_removed\x18\x05 \x01(\v2\x14.pbxpulse.v1.CallKeyH\x00R\vcallRemovedB\x05\n" +
+	"\fcall_removed\x18\x05 \x01(\v2\x14.pbxpulse.v1.CallKeyH\x00R\vcallRemoved\x12.\n" +
+	"\x05queue\x18\x06 \x01(\v2\x16.pbxpulse.v1.QueueViewH\x00R\x05queue\x123\n" +
+	"\ahistory\x18\a \x01(\v2\x17.pbxpulse.v1.CallRecordH\x00R\ahistory\x12C\n" +
+	"\ftrunk_health\x18\b \x01(\v2\x1e.pbxpulse.v1.TrunkHealthSampleH\x00R\vtrunkHealthB\x05\n" +
 	"\x03row\"<\n" +
 	"\aCallKey\x12\x15\n" +
 	"\x06pbx_id\x18\x01 \x01(\tR\x05pbxId\x12\x1a\n" +
-	"\blinkedid\x18\x02 \x01(\tR\blinkedid\"\xa7\x01\n" +
+	"\blinkedid\x18\x02 \x01(\tR\blinkedid\"\xc1\x01\n" +
 	"\x05Delta\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12-\n" +
 	"\achanges\x18\x03 \x03(\v2\x13.pbxpulse.v1.ChangeR\achanges\x12=\n" +
-	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAtB8Z6github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1;pbxpulsev1b\x06proto3"
+	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12\x18\n" +
+	"\arebuilt\x18\x05 \x01(\bR\arebuiltB8Z6github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1;pbxpulsev1b\x06proto3"
 
 var (
 	file_pbxpulse_v1_views_proto_rawDescOnce sync.Once
@@ -963,48 +2028,71 @@ func file_pbxpulse_v1_views_proto_rawDescGZIP() []byte {
 	return file_pbxpulse_v1_views_proto_rawDescData
 }
 
-var file_pbxpulse_v1_views_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_pbxpulse_v1_views_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_pbxpulse_v1_views_proto_goTypes = []any{
 	(*EndpointView)(nil),          // 0: pbxpulse.v1.EndpointView
 	(*ContactView)(nil),           // 1: pbxpulse.v1.ContactView
 	(*CallView)(nil),              // 2: pbxpulse.v1.CallView
-	(*PbxView)(nil),               // 3: pbxpulse.v1.PbxView
-	(*TrunkRegistrationView)(nil), // 4: pbxpulse.v1.TrunkRegistrationView
-	(*Snapshot)(nil),              // 5: pbxpulse.v1.Snapshot
-	(*Change)(nil),                // 6: pbxpulse.v1.Change
-	(*CallKey)(nil),               // 7: pbxpulse.v1.CallKey
-	(*Delta)(nil),                 // 8: pbxpulse.v1.Delta
-	(Technology)(0),               // 9: pbxpulse.v1.Technology
-	(EndpointKind)(0),             // 10: pbxpulse.v1.EndpointKind
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*Channel)(nil),               // 12: pbxpulse.v1.Channel
+	(*TransferRecord)(nil),        // 3: pbxpulse.v1.TransferRecord
+	(*CallRecord)(nil),            // 4: pbxpulse.v1.CallRecord
+	(*QueueView)(nil),             // 5: pbxpulse.v1.QueueView
+	(*QueueCallerView)(nil),       // 6: pbxpulse.v1.QueueCallerView
+	(*QueueMemberView)(nil),       // 7: pbxpulse.v1.QueueMemberView
+	(*TrunkHealthSample)(nil),     // 8: pbxpulse.v1.TrunkHealthSample
+	(*PbxView)(nil),               // 9: pbxpulse.v1.PbxView
+	(*TrunkRegistrationView)(nil), // 10: pbxpulse.v1.TrunkRegistrationView
+	(*Snapshot)(nil),              // 11: pbxpulse.v1.Snapshot
+	(*Change)(nil),                // 12: pbxpulse.v1.Change
+	(*CallKey)(nil),               // 13: pbxpulse.v1.CallKey
+	(*Delta)(nil),                 // 14: pbxpulse.v1.Delta
+	(Technology)(0),               // 15: pbxpulse.v1.Technology
+	(EndpointKind)(0),             // 16: pbxpulse.v1.EndpointKind
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*Channel)(nil),               // 18: pbxpulse.v1.Channel
 }
 var file_pbxpulse_v1_views_proto_depIdxs = []int32{
-	9,  // 0: pbxpulse.v1.EndpointView.technology:type_name -> pbxpulse.v1.Technology
-	10, // 1: pbxpulse.v1.EndpointView.kind:type_name -> pbxpulse.v1.EndpointKind
+	15, // 0: pbxpulse.v1.EndpointView.technology:type_name -> pbxpulse.v1.Technology
+	16, // 1: pbxpulse.v1.EndpointView.kind:type_name -> pbxpulse.v1.EndpointKind
 	1,  // 2: pbxpulse.v1.EndpointView.contacts:type_name -> pbxpulse.v1.ContactView
-	11, // 3: pbxpulse.v1.EndpointView.updated_at:type_name -> google.protobuf.Timestamp
-	11, // 4: pbxpulse.v1.CallView.started_at:type_name -> google.protobuf.Timestamp
-	11, // 5: pbxpulse.v1.CallView.answered_at:type_name -> google.protobuf.Timestamp
-	12, // 6: pbxpulse.v1.CallView.channels:type_name -> pbxpulse.v1.Channel
-	11, // 7: pbxpulse.v1.PbxView.since:type_name -> google.protobuf.Timestamp
-	11, // 8: pbxpulse.v1.TrunkRegistrationView.updated_at:type_name -> google.protobuf.Timestamp
-	3,  // 9: pbxpulse.v1.Snapshot.pbxs:type_name -> pbxpulse.v1.PbxView
-	0,  // 10: pbxpulse.v1.Snapshot.endpoints:type_name -> pbxpulse.v1.EndpointView
-	2,  // 11: pbxpulse.v1.Snapshot.calls:type_name -> pbxpulse.v1.CallView
-	4,  // 12: pbxpulse.v1.Snapshot.registrations:type_name -> pbxpulse.v1.TrunkRegistrationView
-	3,  // 13: pbxpulse.v1.Change.pbx:type_name -> pbxpulse.v1.PbxView
-	0,  // 14: pbxpulse.v1.Change.endpoint:type_name -> pbxpulse.v1.EndpointView
-	2,  // 15: pbxpulse.v1.Change.call:type_name -> pbxpulse.v1.CallView
-	4,  // 16: pbxpulse.v1.Change.registration:type_name -> pbxpulse.v1.TrunkRegistrationView
-	7,  // 17: pbxpulse.v1.Change.call_removed:type_name -> pbxpulse.v1.CallKey
-	6,  // 18: pbxpulse.v1.Delta.changes:type_name -> pbxpulse.v1.Change
-	11, // 19: pbxpulse.v1.Delta.committed_at:type_name -> google.protobuf.Timestamp
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	17, // 3: pbxpulse.v1.EndpointView.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 4: pbxpulse.v1.EndpointView.last_health_sample:type_name -> google.protobuf.Timestamp
+	17, // 5: pbxpulse.v1.CallView.started_at:type_name -> google.protobuf.Timestamp
+	17, // 6: pbxpulse.v1.CallView.answered_at:type_name -> google.protobuf.Timestamp
+	18, // 7: pbxpulse.v1.CallView.channels:type_name -> pbxpulse.v1.Channel
+	3,  // 8: pbxpulse.v1.CallView.transfers:type_name -> pbxpulse.v1.TransferRecord
+	17, // 9: pbxpulse.v1.CallView.queue_joined_at:type_name -> google.protobuf.Timestamp
+	17, // 10: pbxpulse.v1.TransferRecord.at:type_name -> google.protobuf.Timestamp
+	17, // 11: pbxpulse.v1.CallRecord.started_at:type_name -> google.protobuf.Timestamp
+	17, // 12: pbxpulse.v1.CallRecord.answered_at:type_name -> google.protobuf.Timestamp
+	17, // 13: pbxpulse.v1.CallRecord.ended_at:type_name -> google.protobuf.Timestamp
+	3,  // 14: pbxpulse.v1.CallRecord.transfers:type_name -> pbxpulse.v1.TransferRecord
+	6,  // 15: pbxpulse.v1.QueueView.callers:type_name -> pbxpulse.v1.QueueCallerView
+	7,  // 16: pbxpulse.v1.QueueView.members:type_name -> pbxpulse.v1.QueueMemberView
+	17, // 17: pbxpulse.v1.QueueView.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 18: pbxpulse.v1.QueueCallerView.joined_at:type_name -> google.protobuf.Timestamp
+	17, // 19: pbxpulse.v1.TrunkHealthSample.at:type_name -> google.protobuf.Timestamp
+	17, // 20: pbxpulse.v1.PbxView.since:type_name -> google.protobuf.Timestamp
+	17, // 21: pbxpulse.v1.TrunkRegistrationView.updated_at:type_name -> google.protobuf.Timestamp
+	9,  // 22: pbxpulse.v1.Snapshot.pbxs:type_name -> pbxpulse.v1.PbxView
+	0,  // 23: pbxpulse.v1.Snapshot.endpoints:type_name -> pbxpulse.v1.EndpointView
+	2,  // 24: pbxpulse.v1.Snapshot.calls:type_name -> pbxpulse.v1.CallView
+	10, // 25: pbxpulse.v1.Snapshot.registrations:type_name -> pbxpulse.v1.TrunkRegistrationView
+	5,  // 26: pbxpulse.v1.Snapshot.queues:type_name -> pbxpulse.v1.QueueView
+	9,  // 27: pbxpulse.v1.Change.pbx:type_name -> pbxpulse.v1.PbxView
+	0,  // 28: pbxpulse.v1.Change.endpoint:type_name -> pbxpulse.v1.EndpointView
+	2,  // 29: pbxpulse.v1.Change.call:type_name -> pbxpulse.v1.CallView
+	10, // 30: pbxpulse.v1.Change.registration:type_name -> pbxpulse.v1.TrunkRegistrationView
+	13, // 31: pbxpulse.v1.Change.call_removed:type_name -> pbxpulse.v1.CallKey
+	5,  // 32: pbxpulse.v1.Change.queue:type_name -> pbxpulse.v1.QueueView
+	4,  // 33: pbxpulse.v1.Change.history:type_name -> pbxpulse.v1.CallRecord
+	8,  // 34: pbxpulse.v1.Change.trunk_health:type_name -> pbxpulse.v1.TrunkHealthSample
+	12, // 35: pbxpulse.v1.Delta.changes:type_name -> pbxpulse.v1.Change
+	17, // 36: pbxpulse.v1.Delta.committed_at:type_name -> google.protobuf.Timestamp
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_pbxpulse_v1_views_proto_init() }
@@ -1013,12 +2101,15 @@ func file_pbxpulse_v1_views_proto_init() {
 		return
 	}
 	file_pbxpulse_v1_events_proto_init()
-	file_pbxpulse_v1_views_proto_msgTypes[6].OneofWrappers = []any{
+	file_pbxpulse_v1_views_proto_msgTypes[12].OneofWrappers = []any{
 		(*Change_Pbx)(nil),
 		(*Change_Endpoint)(nil),
 		(*Change_Call)(nil),
 		(*Change_Registration)(nil),
 		(*Change_CallRemoved)(nil),
+		(*Change_Queue)(nil),
+		(*Change_History)(nil),
+		(*Change_TrunkHealth)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1026,7 +2117,7 @@ func file_pbxpulse_v1_views_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pbxpulse_v1_views_proto_rawDesc), len(file_pbxpulse_v1_views_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

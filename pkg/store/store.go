@@ -1,6 +1,8 @@
-// Package store is the Postgres side of the live views: the schema (embedded
-// goose migrations), writing a commit's changed rows, and reading a tenant's
-// snapshot and its deltas. The projector writes; the gateway reads.
+// Package store is the Postgres side of the projections: the schema
+// (embedded goose migrations), writing a commit's changed rows, and reading
+// a tenant's snapshot, deltas, history and trunk health. The projector
+// writes; the gateway reads. Every access goes through InTenant, so that
+// row-level security confines it to one tenant.
 package store
 
 import (
@@ -8,9 +10,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -54,167 +59,321 @@ func Connect(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 
 // Position is where a tenant's projection stands.
 type Position struct {
+	// Gen is the generation of rows readers use (see Rebuild).
+	Gen       int32
 	StreamSeq uint64
 	Version   uint64
 }
 
-// ReadSnapshot reads a tenant's whole live view and its position. Run it in
-// a REPEATABLE READ transaction so that rows and version agree.
+// ErrGenerationChanged is returned by a commit whose generation was
+// replaced by a rebuild: the projector must reload.
+var ErrGenerationChanged = errors.New("projection generation changed (rebuilt): reload")
+
+// InTenant runs fn in a transaction confined to one tenant: it acts as the
+// role pbxpulse_tenant, whose row-level security shows and accepts only
+// rows of the tenant named in pbxpulse.tenant.
+func InTenant(ctx context.Context, pool *pgxpool.Pool, tenant string, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, pool, opts, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, enterTenant, tenant); err != nil {
+			return fmt.Errorf("enter tenant: %w", err)
+		}
+		return fn(tx)
+	})
+}
+
+const enterTenant = `SELECT set_config('role', 'pbxpulse_tenant', true), set_config('pbxpulse.tenant', $1, true)`
+
+// QueueEnterTenant queues, first on b, what InTenant does, for callers that
+// send a whole transaction as one batch.
+func QueueEnterTenant(b *pgx.Batch, tenant string) { b.Queue(enterTenant, tenant) }
+
+// ReadPosition reads a tenant's position, creating it (generation 1, empty)
+// the first time.
+func ReadPosition(ctx context.Context, q pgx.Tx, tenant string) (Position, error) {
+	var pos Position
+	var seq, ver int64
+	err := q.QueryRow(ctx, `SELECT gen, stream_seq, version FROM projector_position WHERE tenant=$1`, tenant).Scan(&pos.Gen, &seq, &ver)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err := q.Exec(ctx, `INSERT INTO projector_position (tenant, gen, stream_seq, version) VALUES ($1, 1, 0, 0) ON CONFLICT DO NOTHING`, tenant); err != nil {
+			return pos, fmt.Errorf("create position: %w", err)
+		}
+		return Position{Gen: 1}, nil
+	}
+	if err != nil {
+		return pos, fmt.Errorf("read position: %w", err)
+	}
+	pos.StreamSeq, pos.Version = uint64(seq), uint64(ver)
+	return pos, nil
+}
+
+// ReadSnapshot reads a tenant's live views and their position. Run it in a
+// REPEATABLE READ transaction (InTenant) so that rows and version agree.
 func ReadSnapshot(ctx context.Context, q pgx.Tx, tenant string) (*pb.Snapshot, Position, error) {
 	var pos Position
-	err := q.QueryRow(ctx, `SELECT stream_seq, version FROM projector_position WHERE tenant=$1`, tenant).Scan(&pos.StreamSeq, &pos.Version)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	var seq, ver int64
+	err := q.QueryRow(ctx, `SELECT gen, stream_seq, version FROM projector_position WHERE tenant=$1`, tenant).Scan(&pos.Gen, &seq, &ver)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return &pb.Snapshot{Tenant: tenant}, Position{Gen: 1}, nil
+	}
+	if err != nil {
 		return nil, pos, fmt.Errorf("read position: %w", err)
 	}
+	pos.StreamSeq, pos.Version = uint64(seq), uint64(ver)
 	snap := &pb.Snapshot{Tenant: tenant, Version: pos.Version}
-
-	var (
-		pbxID, state, detail, banner string
-		attempt                      int32
-		since                        *time.Time
-	)
-	rows, _ := q.Query(ctx, `SELECT pbx_id, state, detail, attempt, banner, since FROM pbx_status WHERE tenant=$1 ORDER BY pbx_id`, tenant)
-	_, err = pgx.ForEachRow(rows, []any{&pbxID, &state, &detail, &attempt, &banner, &since}, func() error {
-		snap.Pbxs = append(snap.Pbxs, &pb.PbxView{PbxId: pbxID, State: state, Detail: detail, Attempt: uint32(attempt), Banner: banner, Since: ts(since)})
-		return nil
-	})
-	if err != nil {
-		return nil, pos, fmt.Errorf("read pbx_status: %w", err)
+	if snap.Pbxs, err = readBodies[pb.PbxView](ctx, q, "pbx_status", "pbx_id", tenant, pos.Gen); err != nil {
+		return nil, pos, err
 	}
-
-	endpoints := map[string]*pb.EndpointView{}
-	var (
-		name, tech, kind, status, devState string
-		active                             int32
-		updated                            *time.Time
-	)
-	rows, _ = q.Query(ctx, `SELECT pbx_id, name, technology, kind, status, device_state, active_channels, updated_at
-		FROM endpoints WHERE tenant=$1 ORDER BY pbx_id, name`, tenant)
-	_, err = pgx.ForEachRow(rows, []any{&pbxID, &name, &tech, &kind, &status, &devState, &active, &updated}, func() error {
-		e := &pb.EndpointView{PbxId: pbxID, Name: name, Technology: pb.Technology(pb.Technology_value[tech]),
-			Kind: pb.EndpointKind(pb.EndpointKind_value[kind]), Status: status, DeviceState: devState,
-			ActiveChannels: uint32(active), UpdatedAt: ts(updated)}
-		snap.Endpoints = append(snap.Endpoints, e)
-		endpoints[pbxID+"/"+name] = e
-		return nil
-	})
-	if err != nil {
-		return nil, pos, fmt.Errorf("read endpoints: %w", err)
+	if snap.Endpoints, err = readBodies[pb.EndpointView](ctx, q, "endpoints", "pbx_id, name", tenant, pos.Gen); err != nil {
+		return nil, pos, err
 	}
-	var c pb.ContactView
-	var endpoint string
-	rows, _ = q.Query(ctx, `SELECT pbx_id, endpoint, uri, status, roundtrip_usec, user_agent, via_address, expiration_time
-		FROM contacts WHERE tenant=$1 ORDER BY pbx_id, endpoint, uri`, tenant)
-	_, err = pgx.ForEachRow(rows, []any{&pbxID, &endpoint, &c.Uri, &c.Status, &c.RoundtripUsec, &c.UserAgent, &c.ViaAddress, &c.ExpirationTime}, func() error {
-		if e := endpoints[pbxID+"/"+endpoint]; e != nil {
-			e.Contacts = append(e.Contacts, proto.Clone(&c).(*pb.ContactView))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, pos, fmt.Errorf("read contacts: %w", err)
+	if snap.Calls, err = readBodies[pb.CallView](ctx, q, "calls", "started_at, pbx_id, linkedid", tenant, pos.Gen); err != nil {
+		return nil, pos, err
 	}
-
-	calls := map[string]*pb.CallView{}
-	var cv pb.CallView
-	var started, answered *time.Time
-	rows, _ = q.Query(ctx, `SELECT pbx_id, linkedid, caller_num, caller_name, callee_num, callee_name, state, started_at, answered_at, bridge_id
-		FROM calls WHERE tenant=$1 ORDER BY started_at, pbx_id, linkedid`, tenant)
-	_, err = pgx.ForEachRow(rows, []any{&cv.PbxId, &cv.Linkedid, &cv.CallerNum, &cv.CallerName, &cv.CalleeNum, &cv.CalleeName, &cv.State, &started, &answered, &cv.BridgeId}, func() error {
-		v := proto.Clone(&cv).(*pb.CallView)
-		v.StartedAt, v.AnsweredAt = ts(started), ts(answered)
-		snap.Calls = append(snap.Calls, v)
-		calls[v.PbxId+"/"+v.Linkedid] = v
-		return nil
-	})
-	if err != nil {
-		return nil, pos, fmt.Errorf("read calls: %w", err)
+	if snap.Registrations, err = readBodies[pb.TrunkRegistrationView](ctx, q, "trunk_registrations", "pbx_id, key", tenant, pos.Gen); err != nil {
+		return nil, pos, err
 	}
-	var ch pb.Channel
-	rows, _ = q.Query(ctx, `SELECT pbx_id, uniqueid, linkedid, name, state, state_desc, caller_num, caller_name, connected_num, connected_name, context, exten, bridge_id, application
-		FROM channels WHERE tenant=$1 ORDER BY pbx_id, linkedid, position`, tenant)
-	_, err = pgx.ForEachRow(rows, []any{&pbxID, &ch.Uniqueid, &ch.Linkedid, &ch.Name, &ch.State, &ch.StateDesc, &ch.CallerNum, &ch.CallerName, &ch.ConnectedNum, &ch.ConnectedName, &ch.Context, &ch.Exten, &ch.BridgeId, &ch.Application}, func() error {
-		if v := calls[pbxID+"/"+ch.Linkedid]; v != nil {
-			v.Channels = append(v.Channels, proto.Clone(&ch).(*pb.Channel))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, pos, fmt.Errorf("read channels: %w", err)
-	}
-
-	var r pb.TrunkRegistrationView
-	rows, _ = q.Query(ctx, `SELECT pbx_id, key, client_uri, server_uri, status, cause, updated_at
-		FROM trunk_registrations WHERE tenant=$1 ORDER BY pbx_id, key`, tenant)
-	_, err = pgx.ForEachRow(rows, []any{&r.PbxId, &r.Key, &r.ClientUri, &r.ServerUri, &r.Status, &r.Cause, &updated}, func() error {
-		v := proto.Clone(&r).(*pb.TrunkRegistrationView)
-		v.UpdatedAt = ts(updated)
-		snap.Registrations = append(snap.Registrations, v)
-		return nil
-	})
-	if err != nil {
-		return nil, pos, fmt.Errorf("read trunk_registrations: %w", err)
+	if snap.Queues, err = readBodies[pb.QueueView](ctx, q, "queues", "pbx_id, queue", tenant, pos.Gen); err != nil {
+		return nil, pos, err
 	}
 	return snap, pos, nil
 }
 
-// QueueDelta queues, on b, the statements that store every change of d and
-// the new position, and the delta itself when it changed anything. It
-// returns the encoded delta it stores (nil when d changes nothing), so that
-// the caller can announce the same bytes.
-func QueueDelta(b *pgx.Batch, d *pb.Delta, streamSeq uint64) ([]byte, error) {
-	t := d.Tenant
-	for _, c := range d.Changes {
+// readBodies decodes the body column of a live-view table.
+func readBodies[T any, P interface {
+	*T
+	proto.Message
+}](ctx context.Context, q pgx.Tx, table, order, tenant string, gen int32) ([]P, error) {
+	rows, _ := q.Query(ctx, `SELECT body FROM `+table+` WHERE tenant=$1 AND gen=$2 ORDER BY `+order, tenant, gen)
+	var out []P
+	var body []byte
+	_, err := pgx.ForEachRow(rows, []any{&body}, func() error {
+		m := P(new(T))
+		if err := proto.Unmarshal(body, m); err != nil {
+			return err
+		}
+		out = append(out, m)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", table, err)
+	}
+	return out, nil
+}
+
+var marshal = proto.MarshalOptions{Deterministic: true}
+
+// QueueChanges queues, on b, statements that store changes in generation
+// gen of a tenant's projections: one statement per table, whatever the
+// number of rows.
+func QueueChanges(b *pgx.Batch, tenant string, gen int32, changes []*pb.Change) error {
+	var (
+		pbx, endpoints, calls, regs, queues upsert
+		gonePBX, goneID                     []string
+		hist                                history
+		health                              healthRows
+	)
+	for _, c := range changes {
+		var err error
 		switch r := c.Row.(type) {
 		case *pb.Change_Pbx:
-			v := r.Pbx
-			b.Queue(`INSERT INTO pbx_status (tenant, pbx_id, state, detail, attempt, banner, since) VALUES ($1,$2,$3,$4,$5,$6,$7)
-				ON CONFLICT (tenant, pbx_id) DO UPDATE SET state=$3, detail=$4, attempt=$5, banner=$6, since=$7`,
-				t, v.PbxId, v.State, v.Detail, int32(v.Attempt), v.Banner, tm(v.Since))
+			err = pbx.add(r.Pbx, r.Pbx.PbxId, "", r.Pbx.State, "", nil)
 		case *pb.Change_Endpoint:
-			v := r.Endpoint
-			b.Queue(`INSERT INTO endpoints (tenant, pbx_id, name, technology, kind, status, device_state, active_channels, updated_at)
-				VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
-				ON CONFLICT (tenant, pbx_id, name) DO UPDATE SET technology=$4, kind=$5, status=$6, device_state=$7, active_channels=$8, updated_at=$9`,
-				t, v.PbxId, v.Name, v.Technology.String(), v.Kind.String(), v.Status, v.DeviceState, int32(v.ActiveChannels), tm(v.UpdatedAt))
-			b.Queue(`DELETE FROM contacts WHERE tenant=$1 AND pbx_id=$2 AND endpoint=$3`, t, v.PbxId, v.Name)
-			for _, c := range v.Contacts {
-				b.Queue(`INSERT INTO contacts (tenant, pbx_id, endpoint, uri, status, roundtrip_usec, user_agent, via_address, expiration_time)
-					VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
-					t, v.PbxId, v.Name, c.Uri, c.Status, c.RoundtripUsec, c.UserAgent, c.ViaAddress, c.ExpirationTime)
-			}
+			err = endpoints.add(r.Endpoint, r.Endpoint.PbxId, r.Endpoint.Name, r.Endpoint.Kind.String(), r.Endpoint.Status, nil)
 		case *pb.Change_Call:
-			v := r.Call
-			b.Queue(`INSERT INTO calls (tenant, pbx_id, linkedid, caller_num, caller_name, callee_num, callee_name, state, started_at, answered_at, bridge_id)
-				VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
-				ON CONFLICT (tenant, pbx_id, linkedid) DO UPDATE SET caller_num=$4, caller_name=$5, callee_num=$6, callee_name=$7,
-				state=$8, started_at=$9, answered_at=$10, bridge_id=$11`,
-				t, v.PbxId, v.Linkedid, v.CallerNum, v.CallerName, v.CalleeNum, v.CalleeName, v.State, tm(v.StartedAt), tm(v.AnsweredAt), v.BridgeId)
-			b.Queue(`DELETE FROM channels WHERE tenant=$1 AND pbx_id=$2 AND linkedid=$3`, t, v.PbxId, v.Linkedid)
-			for i, ch := range v.Channels {
-				b.Queue(`INSERT INTO channels (tenant, pbx_id, uniqueid, linkedid, position, name, state, state_desc, caller_num, caller_name,
-					connected_num, connected_name, context, exten, bridge_id, application)
-					VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
-					ON CONFLICT (tenant, pbx_id, uniqueid) DO UPDATE SET linkedid=$4, position=$5, name=$6, state=$7, state_desc=$8,
-					caller_num=$9, caller_name=$10, connected_num=$11, connected_name=$12, context=$13, exten=$14, bridge_id=$15, application=$16`,
-					t, v.PbxId, ch.Uniqueid, v.Linkedid, int32(i), ch.Name, ch.State, ch.StateDesc, ch.CallerNum, ch.CallerName,
-					ch.ConnectedNum, ch.ConnectedName, ch.Context, ch.Exten, ch.BridgeId, ch.Application)
-			}
+			err = calls.add(r.Call, r.Call.PbxId, r.Call.Linkedid, r.Call.State, "", r.Call.StartedAt)
 		case *pb.Change_CallRemoved:
-			k := r.CallRemoved
-			b.Queue(`DELETE FROM channels WHERE tenant=$1 AND pbx_id=$2 AND linkedid=$3`, t, k.PbxId, k.Linkedid)
-			b.Queue(`DELETE FROM calls WHERE tenant=$1 AND pbx_id=$2 AND linkedid=$3`, t, k.PbxId, k.Linkedid)
+			gonePBX, goneID = append(gonePBX, r.CallRemoved.PbxId), append(goneID, r.CallRemoved.Linkedid)
 		case *pb.Change_Registration:
-			v := r.Registration
-			b.Queue(`INSERT INTO trunk_registrations (tenant, pbx_id, key, client_uri, server_uri, status, cause, updated_at)
-				VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
-				ON CONFLICT (tenant, pbx_id, key) DO UPDATE SET client_uri=$4, server_uri=$5, status=$6, cause=$7, updated_at=$8`,
-				t, v.PbxId, v.Key, v.ClientUri, v.ServerUri, v.Status, v.Cause, tm(v.UpdatedAt))
+			err = regs.add(r.Registration, r.Registration.PbxId, r.Registration.Key, r.Registration.Status, "", nil)
+		case *pb.Change_Queue:
+			err = queues.add(r.Queue, r.Queue.PbxId, r.Queue.Queue, "", "", nil)
+		case *pb.Change_History:
+			err = hist.add(r.History)
+		case *pb.Change_TrunkHealth:
+			health.add(r.TrunkHealth)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	b.Queue(`INSERT INTO projector_position (tenant, stream_seq, version) VALUES ($1,$2,$3)
-		ON CONFLICT (tenant) DO UPDATE SET stream_seq=$2, version=$3`, t, int64(streamSeq), int64(d.Version))
-	if len(d.Changes) == 0 {
+	if pbx.n() > 0 {
+		b.Queue(`INSERT INTO pbx_status (tenant, gen, pbx_id, state, body)
+			SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::bytea[])
+			ON CONFLICT (tenant, gen, pbx_id) DO UPDATE SET state=excluded.state, body=excluded.body`,
+			tenant, gen, pbx.k1, pbx.c1, pbx.body)
+	}
+	if endpoints.n() > 0 {
+		b.Queue(`INSERT INTO endpoints (tenant, gen, pbx_id, name, kind, status, body)
+			SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[])
+			ON CONFLICT (tenant, gen, pbx_id, name) DO UPDATE SET kind=excluded.kind, status=excluded.status, body=excluded.body`,
+			tenant, gen, endpoints.k1, endpoints.k2, endpoints.c1, endpoints.c2, endpoints.body)
+	}
+	if len(goneID) > 0 {
+		b.Queue(`DELETE FROM calls WHERE tenant=$1 AND gen=$2 AND (pbx_id, linkedid) IN (SELECT * FROM unnest($3::text[], $4::text[]))`,
+			tenant, gen, gonePBX, goneID)
+	}
+	if calls.n() > 0 {
+		b.Queue(`INSERT INTO calls (tenant, gen, pbx_id, linkedid, state, started_at, body)
+			SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])
+			ON CONFLICT (tenant, gen, pbx_id, linkedid) DO UPDATE SET state=excluded.state, started_at=excluded.started_at, body=excluded.body`,
+			tenant, gen, calls.k1, calls.k2, calls.c1, calls.at, calls.body)
+	}
+	if regs.n() > 0 {
+		b.Queue(`INSERT INTO trunk_registrations (tenant, gen, pbx_id, key, status, body)
+			SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[])
+			ON CONFLICT (tenant, gen, pbx_id, key) DO UPDATE SET status=excluded.status, body=excluded.body`,
+			tenant, gen, regs.k1, regs.k2, regs.c1, regs.body)
+	}
+	if queues.n() > 0 {
+		b.Queue(`INSERT INTO queues (tenant, gen, pbx_id, queue, body)
+			SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::bytea[])
+			ON CONFLICT (tenant, gen, pbx_id, queue) DO UPDATE SET body=excluded.body`,
+			tenant, gen, queues.k1, queues.k2, queues.body)
+	}
+	hist.queue(b, tenant, gen)
+	health.queue(b, tenant, gen)
+	return nil
+}
+
+// upsert collects the rows of one live-view table: two key columns, two
+// filter columns, a time and the encoded view.
+type upsert struct {
+	k1, k2, c1, c2 []string
+	at             []pgtype.Timestamptz
+	body           [][]byte
+}
+
+func (u *upsert) n() int { return len(u.body) }
+
+func (u *upsert) add(m proto.Message, k1, k2, c1, c2 string, at *timestamppb.Timestamp) error {
+	body, err := marshal.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %s %s/%s: %w", m.ProtoReflect().Descriptor().Name(), k1, k2, err)
+	}
+	u.k1, u.k2, u.c1, u.c2 = append(u.k1, k1), append(u.k2, k2), append(u.c1, c1), append(u.c2, c2)
+	u.at, u.body = append(u.at, tsz(at)), append(u.body, body)
+	return nil
+}
+
+// history collects call records; a call that ended twice in one commit
+// (its Linkedid came back) keeps its last record, as across commits.
+type history struct {
+	idx  map[string]int
+	rows []*pb.CallRecord
+}
+
+func (h *history) add(r *pb.CallRecord) error {
+	if h.idx == nil {
+		h.idx = map[string]int{}
+	}
+	k := r.PbxId + "/" + r.Linkedid
+	if i, ok := h.idx[k]; ok {
+		h.rows[i] = r
+		return nil
+	}
+	h.idx[k] = len(h.rows)
+	h.rows = append(h.rows, r)
+	return nil
+}
+
+func (h *history) queue(b *pgx.Batch, tenant string, gen int32) {
+	if len(h.rows) == 0 {
+		return
+	}
+	n := len(h.rows)
+	var (
+		pbx, id, disp, cause, by, cnum, cname, dnum, dname, dir, trunk, queue = make([]string, n), make([]string, n), make([]string, n), make([]int32, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		started, answered, ended                                              = make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+		ring, talk                                                            = make([]float64, n), make([]float64, n)
+		parties                                                               = make([]string, n)
+		bodies                                                                = make([][]byte, n)
+	)
+	for i, r := range h.rows {
+		pbx[i], id[i], disp[i], cause[i], by[i] = r.PbxId, r.Linkedid, r.Disposition, r.HangupCause, r.HangupBy
+		cnum[i], cname[i], dnum[i], dname[i], dir[i], trunk[i], queue[i] = r.CallerNum, r.CallerName, r.CalleeNum, r.CalleeName, r.Direction, r.Trunk, r.Queue
+		started[i], answered[i], ended[i], ring[i], talk[i] = tsz(r.StartedAt), tsz(r.AnsweredAt), tsz(r.EndedAt), r.RingSeconds, r.TalkSeconds
+		parties[i] = pgTextArray(r.Parties)
+		bodies[i], _ = marshal.Marshal(r) // a CallRecord holds nothing that fails to encode
+	}
+	b.Queue(`INSERT INTO call_history (tenant, gen, pbx_id, linkedid, started_at, answered_at, ended_at, ring_seconds, talk_seconds,
+			disposition, hangup_cause, hangup_by, caller_num, caller_name, callee_num, callee_name, direction, trunk, queue, parties, body)
+		SELECT $1, $2, p, l, s, a, e, r, t, d, c, hb, cn, cna, dn, dna, dir, tr, q, pa::text[], bo
+		FROM unnest($3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::float8[], $9::float8[],
+			$10::text[], $11::int4[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[],
+			$20::text[], $21::bytea[]) AS x(p, l, s, a, e, r, t, d, c, hb, cn, cna, dn, dna, dir, tr, q, pa, bo)
+		ON CONFLICT (tenant, gen, pbx_id, linkedid) DO UPDATE SET started_at=excluded.started_at, answered_at=excluded.answered_at,
+			ended_at=excluded.ended_at, ring_seconds=excluded.ring_seconds, talk_seconds=excluded.talk_seconds, disposition=excluded.disposition,
+			hangup_cause=excluded.hangup_cause, hangup_by=excluded.hangup_by, caller_num=excluded.caller_num, caller_name=excluded.caller_name,
+			callee_num=excluded.callee_num, callee_name=excluded.callee_name, direction=excluded.direction, trunk=excluded.trunk,
+			queue=excluded.queue, parties=excluded.parties, body=excluded.body`,
+		tenant, gen, pbx, id, started, answered, ended, ring, talk, disp, cause, by, cnum, cname, dnum, dname, dir, trunk, queue, parties, bodies)
+}
+
+// pgTextArray writes a text[] literal; unnest cannot take a 2-D array of
+// uneven rows, so each history row carries its parties as one literal.
+func pgTextArray(ss []string) string {
+	var sb strings.Builder
+	sb.WriteByte('{')
+	for i, s := range ss {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteByte('"')
+		for _, r := range s {
+			if r == '"' || r == '\\' {
+				sb.WriteByte('\\')
+			}
+			sb.WriteRune(r)
+		}
+		sb.WriteByte('"')
+	}
+	sb.WriteByte('}')
+	return sb.String()
+}
+
+type healthRows struct {
+	pbx, trunk, kind, status, cause []string
+	at                              []pgtype.Timestamptz
+	rtt                             []int64
+}
+
+func (h *healthRows) add(s *pb.TrunkHealthSample) {
+	if s.At == nil {
+		return
+	}
+	h.pbx, h.trunk, h.kind, h.status, h.cause = append(h.pbx, s.PbxId), append(h.trunk, s.Trunk), append(h.kind, s.Kind), append(h.status, s.Status), append(h.cause, s.Cause)
+	h.at, h.rtt = append(h.at, tsz(s.At)), append(h.rtt, s.RoundtripUsec)
+}
+
+func (h *healthRows) queue(b *pgx.Batch, tenant string, gen int32) {
+	if len(h.at) == 0 {
+		return
+	}
+	// Two samples of one trunk at the same instant: the first stands.
+	b.Queue(`INSERT INTO trunk_health (tenant, gen, pbx_id, trunk, at, kind, status, cause, roundtrip_usec)
+		SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::int8[])
+		ON CONFLICT DO NOTHING`, tenant, gen, h.pbx, h.trunk, h.at, h.kind, h.status, h.cause, h.rtt)
+}
+
+// QueueDelta queues, on b, a whole projector commit in generation pos.Gen:
+// the new position first (it fails with ErrGenerationChanged once a rebuild
+// has replaced the generation, and waits while a rebuild swaps), then every
+// change of d, then d itself when it changed anything. It returns the
+// encoded delta it stores (nil when d changes nothing), so that the caller
+// can announce the same bytes.
+func QueueDelta(b *pgx.Batch, d *pb.Delta, pos Position) ([]byte, error) {
+	t := d.Tenant
+	b.Queue(`UPDATE projector_position SET stream_seq=$2, version=$3 WHERE tenant=$1 AND gen=$4`,
+		t, int64(pos.StreamSeq), int64(d.Version), pos.Gen).Exec(func(ct pgconn.CommandTag) error {
+		if ct.RowsAffected() != 1 {
+			return ErrGenerationChanged
+		}
+		return nil
+	})
+	if err := QueueChanges(b, t, pos.Gen, d.Changes); err != nil {
+		return nil, err
+	}
+	if len(d.Changes) == 0 && !d.Rebuilt {
 		return nil, nil
 	}
 	body, err := proto.Marshal(d)
@@ -225,12 +384,37 @@ func QueueDelta(b *pgx.Batch, d *pb.Delta, streamSeq uint64) ([]byte, error) {
 	return body, nil
 }
 
+// QueueSeen queues the record of the event ids a commit applied.
+func QueueSeen(b *pgx.Batch, tenant string, gen int32, lastSeq uint64, ids []byte) {
+	if len(ids) > 0 {
+		b.Queue(`INSERT INTO projector_seen (tenant, gen, last_seq, ids) VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING`, tenant, gen, int64(lastSeq), ids)
+	}
+}
+
+// ReadSeen returns the recorded event ids of commits after afterSeq, oldest first.
+func ReadSeen(ctx context.Context, q pgx.Tx, tenant string, gen int32, afterSeq uint64) ([][]byte, error) {
+	rows, _ := q.Query(ctx, `SELECT ids FROM projector_seen WHERE tenant=$1 AND gen=$2 AND last_seq > $3 ORDER BY last_seq`, tenant, gen, int64(afterSeq))
+	out, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return nil, fmt.Errorf("read projector_seen: %w", err)
+	}
+	return out, nil
+}
+
+// PruneSeen forgets the ids of commits up to seq.
+func PruneSeen(ctx context.Context, q pgx.Tx, tenant string, gen int32, upto uint64) error {
+	if _, err := q.Exec(ctx, `DELETE FROM projector_seen WHERE tenant=$1 AND gen=$2 AND last_seq <= $3`, tenant, gen, int64(upto)); err != nil {
+		return fmt.Errorf("prune projector_seen: %w", err)
+	}
+	return nil
+}
+
 // PruneDeltas keeps the newest keep deltas of a tenant.
-func PruneDeltas(ctx context.Context, pool *pgxpool.Pool, tenant string, upto, keep uint64) error {
+func PruneDeltas(ctx context.Context, q pgx.Tx, tenant string, upto, keep uint64) error {
 	if upto <= keep {
 		return nil
 	}
-	_, err := pool.Exec(ctx, `DELETE FROM deltas WHERE tenant=$1 AND version <= $2`, tenant, int64(upto-keep))
+	_, err := q.Exec(ctx, `DELETE FROM deltas WHERE tenant=$1 AND version <= $2`, tenant, int64(upto-keep))
 	if err != nil {
 		return fmt.Errorf("prune deltas: %w", err)
 	}
@@ -240,11 +424,11 @@ func PruneDeltas(ctx context.Context, pool *pgxpool.Pool, tenant string, upto, k
 // ReadDeltas returns the deltas of a tenant with after < version <= upto
 // (upto 0: no upper bound), oldest first, at most limit. ok is false when
 // the oldest one needed has already been pruned.
-func ReadDeltas(ctx context.Context, pool *pgxpool.Pool, tenant string, after, upto uint64, limit int) (out []*pb.Delta, ok bool, err error) {
+func ReadDeltas(ctx context.Context, q pgx.Tx, tenant string, after, upto uint64, limit int) (out []*pb.Delta, ok bool, err error) {
 	if upto == 0 {
 		upto = 1<<63 - 1
 	}
-	rows, _ := pool.Query(ctx, `SELECT version, body FROM deltas WHERE tenant=$1 AND version > $2 AND version <= $3 ORDER BY version LIMIT $4`,
+	rows, _ := q.Query(ctx, `SELECT version, body FROM deltas WHERE tenant=$1 AND version > $2 AND version <= $3 ORDER BY version LIMIT $4`,
 		tenant, int64(after), int64(upto), limit)
 	var v int64
 	var body []byte
@@ -267,6 +451,13 @@ func ts(t *time.Time) *timestamppb.Timestamp {
 		return nil
 	}
 	return timestamppb.New(*t)
+}
+
+func tsz(t *timestamppb.Timestamp) pgtype.Timestamptz {
+	if t == nil {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: t.AsTime(), Valid: true}
 }
 
 func tm(t *timestamppb.Timestamp) *time.Time {

@@ -79,7 +79,9 @@ func commit(t *testing.T, conn *pgx.Conn, nc *nats.Conn, v uint64, announce bool
 	d := &pb.Delta{Tenant: "acme", Version: v, CommittedAt: timestamppb.Now(), Changes: []*pb.Change{{Row: &pb.Change_Call{Call: &pb.CallView{
 		PbxId: "pbx1", Linkedid: strconv.FormatUint(v%7, 10), CallerNum: "0800" + strconv.FormatUint(v, 10), State: "up"}}}}}
 	b := &pgx.Batch{}
-	if _, err := store.QueueDelta(b, d, v); err != nil {
+	store.QueueEnterTenant(b, "acme")
+	b.Queue(`INSERT INTO projector_position (tenant, gen, stream_seq, version) VALUES ('acme', 1, 0, 0) ON CONFLICT DO NOTHING`)
+	if _, err := store.QueueDelta(b, d, store.Position{Gen: 1, StreamSeq: v}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()

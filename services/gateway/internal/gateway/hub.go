@@ -97,10 +97,13 @@ func (h *hub) lastVersion() uint64 {
 
 func (h *hub) currentVersion(ctx context.Context) (uint64, error) {
 	var v int64
-	err := h.pool.QueryRow(ctx, `SELECT version FROM projector_position WHERE tenant=$1`, h.tenant).Scan(&v)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
+	err := store.InTenant(ctx, h.pool, h.tenant, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `SELECT version FROM projector_position WHERE tenant=$1`, h.tenant).Scan(&v)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
 	return uint64(v), err
 }
 
@@ -122,7 +125,12 @@ func (h *hub) offer(ctx context.Context, d *pb.Delta) {
 func (h *hub) catchUp(ctx context.Context, upto uint64) {
 	for h.lastVersion() < upto {
 		last := h.lastVersion()
-		ds, ok, err := store.ReadDeltas(ctx, h.pool, h.tenant, last, upto, 500)
+		var ds []*pb.Delta
+		var ok bool
+		err := store.InTenant(ctx, h.pool, h.tenant, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) (err error) {
+			ds, ok, err = store.ReadDeltas(ctx, tx, h.tenant, last, upto, 500)
+			return err
+		})
 		if err != nil {
 			h.log.Warn("catching up deltas", "err", err)
 			return
@@ -153,6 +161,15 @@ func (h *hub) broadcast(d *pb.Delta) {
 		return
 	}
 	h.version = d.Version
+	if d.Rebuilt {
+		// The projection was rebuilt: what clients hold does not continue
+		// into it; each reconnects and reads a fresh snapshot.
+		for c := range h.clients {
+			delete(h.clients, c)
+			c.kick("projection rebuilt")
+		}
+		return
+	}
 	for c := range h.clients {
 		select {
 		case c.send <- f:
@@ -192,14 +209,13 @@ func (h *hub) unregister(c *client) {
 
 // snapshot reads the tenant's views and their version in one consistent read.
 func (h *hub) snapshot(ctx context.Context) (frame, error) {
-	tx, err := h.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	var snap *pb.Snapshot
+	err := store.InTenant(ctx, h.pool, h.tenant, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) (err error) {
+		snap, _, err = store.ReadSnapshot(ctx, tx, h.tenant)
+		return err
+	})
 	if err != nil {
 		return frame{}, fmt.Errorf("snapshot: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	snap, _, err := store.ReadSnapshot(ctx, tx, h.tenant)
-	if err != nil {
-		return frame{}, err
 	}
 	body, err := jsonOpts.Marshal(snap)
 	if err != nil {

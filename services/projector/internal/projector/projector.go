@@ -15,14 +15,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
 	"github.com/pbxpulse/pbxpulse/pkg/config"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
 	"github.com/pbxpulse/pbxpulse/pkg/store"
-	"github.com/pbxpulse/pbxpulse/services/projector/internal/projection"
+	"github.com/pbxpulse/pbxpulse/pkg/projection"
 )
 
 // Config is the projector's configuration, read from the environment.
@@ -39,6 +38,14 @@ type Config struct {
 	BatchDelay time.Duration `env:"PROJECTOR_BATCH_DELAY" envDefault:"5ms"`
 	// DeltaRetention is how many past deltas are kept for catching up.
 	DeltaRetention uint64 `env:"PROJECTOR_DELTA_RETENTION" envDefault:"10000"`
+	// DedupeWindow is how many stream sequences an event id is remembered
+	// for: the same event stored again within it is not applied twice.
+	DedupeWindow uint64 `env:"PROJECTOR_DEDUPE_WINDOW" envDefault:"100000"`
+	// HistoryRetention is how long call history and trunk health are kept,
+	// counted back from the newest event (0: forever).
+	HistoryRetention time.Duration `env:"HISTORY_RETENTION" envDefault:"2160h"`
+	// TimeZone decides where a day starts for the queues' daily figures.
+	TimeZone string `env:"PROJECTOR_TZ" envDefault:"UTC"`
 	config.Logging
 }
 
@@ -49,6 +56,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchSize < 1 || c.BatchDelay <= 0 {
 		return errors.New("PROJECTOR_BATCH_SIZE and PROJECTOR_BATCH_DELAY must be positive")
+	}
+	if _, err := time.LoadLocation(c.TimeZone); err != nil {
+		return fmt.Errorf("PROJECTOR_TZ: %w", err)
 	}
 	return nil
 }
@@ -70,7 +80,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer pool.Close()
-	p := &projector{cfg: cfg, log: log, nc: nc, js: js, pool: pool}
+	loc, _ := time.LoadLocation(cfg.TimeZone) // checked by Validate
+	p := &projector{cfg: cfg, log: log, nc: nc, js: js, pool: pool, loc: loc}
 	backoff := 200 * time.Millisecond
 	migrated := false
 	for ctx.Err() == nil {
@@ -84,6 +95,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, store.ErrGenerationChanged) {
+			log.Info("projection rebuilt elsewhere; reloading")
+			backoff = 200 * time.Millisecond
+			continue
 		}
 		log.Warn("projector restarting from the stored position", "err", err, "in", backoff)
 		select {
@@ -102,30 +118,49 @@ type projector struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	pool *pgxpool.Pool
+	loc  *time.Location
 }
 
-func (p *projector) load(ctx context.Context) (*projection.Views, store.Position, error) {
-	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+// state is what a projector holds between commits: the views and recent
+// event ids as a projection.Stream, and the position they stand at.
+type state struct {
+	*projection.Stream
+	pos store.Position
+}
+
+// load reads a tenant's views, position and recent event ids.
+func load(ctx context.Context, pool *pgxpool.Pool, tenant string, loc *time.Location, window uint64, log *slog.Logger) (*state, error) {
+	st := &state{Stream: &projection.Stream{Tenant: tenant, Seen: projection.NewSeen(window), Log: log}}
+	err := store.InTenant(ctx, pool, tenant, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		if _, err := store.ReadPosition(ctx, tx, tenant); err != nil {
+			return err
+		}
+		snap, pos, err := store.ReadSnapshot(ctx, tx, tenant)
+		if err != nil {
+			return err
+		}
+		st.pos, st.Seq, st.Views = pos, pos.StreamSeq, projection.New(tenant, snap, loc)
+		ids, err := store.ReadSeen(ctx, tx, tenant, pos.Gen, pos.StreamSeq-min(pos.StreamSeq, window))
+		for _, b := range ids {
+			st.Seen.Load(b, pos.StreamSeq)
+		}
+		return err
+	})
 	if err != nil {
-		return nil, store.Position{}, fmt.Errorf("load: %w", err)
+		return nil, fmt.Errorf("load: %w", err)
 	}
-	defer tx.Rollback(ctx)
-	snap, pos, err := store.ReadSnapshot(ctx, tx, p.cfg.Tenant)
-	if err != nil {
-		return nil, pos, err
-	}
-	return projection.New(p.cfg.Tenant, snap), pos, nil
+	return st, nil
 }
 
 func (p *projector) runOnce(ctx context.Context) error {
-	views, pos, err := p.load(ctx)
+	st, err := load(ctx, p.pool, p.cfg.Tenant, p.loc, p.cfg.DedupeWindow, p.log)
 	if err != nil {
 		return err
 	}
 	occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.TenantEvents(p.cfg.Tenant)}}
-	if pos.StreamSeq > 0 {
+	if st.pos.StreamSeq > 0 {
 		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		occ.OptStartSeq = pos.StreamSeq + 1
+		occ.OptStartSeq = st.pos.StreamSeq + 1
 	}
 	cons, err := p.js.OrderedConsumer(ctx, bus.StreamEvents, occ)
 	if err != nil {
@@ -148,11 +183,13 @@ func (p *projector) runOnce(ctx context.Context) error {
 			msgs <- m
 		}
 	}()
-	p.log.Info("projecting", "tenant", p.cfg.Tenant, "from_seq", pos.StreamSeq+1, "version", pos.Version)
+	p.log.Info("projecting", "tenant", p.cfg.Tenant, "generation", st.pos.Gen, "from_seq", st.pos.StreamSeq+1, "version", st.pos.Version)
 
 	batch := make([]jetstream.Msg, 0, p.cfg.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -162,6 +199,9 @@ func (p *projector) runOnce(ctx context.Context) error {
 				return nil
 			}
 			return fmt.Errorf("consume: %w", err)
+		case <-prune.C:
+			p.prune(ctx, st)
+			continue
 		case m := <-msgs:
 			if len(batch) == 0 {
 				timer.Reset(p.cfg.BatchDelay)
@@ -176,69 +216,71 @@ func (p *projector) runOnce(ctx context.Context) error {
 			continue
 		}
 		timer.Stop()
-		if err := p.commit(ctx, views, &pos, batch); err != nil {
+		if err := p.commit(ctx, st, batch); err != nil {
 			return err
 		}
 		batch = batch[:0]
 	}
 }
 
-func (p *projector) commit(ctx context.Context, views *projection.Views, pos *store.Position, batch []jetstream.Msg) error {
-	last := pos.StreamSeq
+// commit applies a batch and stores it in one transaction: position, rows,
+// applied ids and delta. Then it announces the delta.
+func (p *projector) commit(ctx context.Context, st *state, batch []jetstream.Msg) error {
+	before := st.pos
 	for _, m := range batch {
-		md, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("message metadata: %w", err)
-		}
-		if md.Sequence.Stream <= last {
-			continue // already applied (redelivery after a consumer reset)
-		}
-		last = md.Sequence.Stream
-		ev := &pb.Event{}
-		if err := proto.Unmarshal(m.Data(), ev); err != nil {
-			// A foreign or corrupt message cannot be applied; skipping it
-			// (and saying so) keeps the projection moving.
-			p.log.Error("undecodable event skipped", "subject", m.Subject(), "seq", last, "err", err)
-			continue
-		}
-		if ev.GetTenant() != p.cfg.Tenant {
-			p.log.Error("event of another tenant skipped", "subject", m.Subject(), "seq", last)
-			continue
-		}
-		views.Apply(ev)
+		st.Apply(m)
 	}
-	if last == pos.StreamSeq {
+	if st.Seq == before.StreamSeq {
 		return nil
 	}
-	changes := views.TakeChanges()
-	d := &pb.Delta{Tenant: p.cfg.Tenant, Version: pos.Version, Changes: changes, CommittedAt: timestamppb.Now()}
+	st.pos.StreamSeq = st.Seq
+	changes := st.Views.TakeChanges()
+	d := &pb.Delta{Tenant: p.cfg.Tenant, Version: before.Version, Changes: changes, CommittedAt: timestamppb.Now()}
 	if len(changes) > 0 {
 		d.Version++
 	}
 	b := &pgx.Batch{}
-	body, err := store.QueueDelta(b, d, last)
+	store.QueueEnterTenant(b, p.cfg.Tenant)
+	body, err := store.QueueDelta(b, d, store.Position{Gen: st.pos.Gen, StreamSeq: st.pos.StreamSeq})
 	if err != nil {
 		return err
 	}
+	store.QueueSeen(b, p.cfg.Tenant, st.pos.Gen, st.pos.StreamSeq, st.Seen.Take())
 	if err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		return tx.SendBatch(ctx, b).Close()
 	}); err != nil {
-		return fmt.Errorf("commit up to seq %d: %w", last, err)
+		return fmt.Errorf("commit up to seq %d: %w", st.pos.StreamSeq, err)
 	}
-	pos.StreamSeq = last
+	st.pos.Version = d.Version
 	if len(changes) == 0 {
 		return nil
 	}
-	pos.Version = d.Version
 	// Core NATS is enough: a gateway that misses this reads the delta from
 	// Postgres when it sees the next version or polls.
 	if err := p.nc.Publish(bus.DeltaSubject(p.cfg.Tenant), body); err != nil {
 		p.log.Warn("delta announce failed", "version", d.Version, "err", err)
 	}
-	if d.Version%1000 == 0 {
-		if err := store.PruneDeltas(ctx, p.pool, p.cfg.Tenant, d.Version, p.cfg.DeltaRetention); err != nil {
-			p.log.Warn("prune deltas", "err", err)
-		}
-	}
 	return nil
+}
+
+// prune applies the retention of deltas, history and the applied-id record.
+// It deletes only what no reader and no restart needs.
+func (p *projector) prune(ctx context.Context, st *state) {
+	err := store.InTenant(ctx, p.pool, p.cfg.Tenant, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if err := store.PruneDeltas(ctx, tx, p.cfg.Tenant, st.pos.Version, p.cfg.DeltaRetention); err != nil {
+			return err
+		}
+		if st.pos.StreamSeq > p.cfg.DedupeWindow {
+			if err := store.PruneSeen(ctx, tx, p.cfg.Tenant, st.pos.Gen, st.pos.StreamSeq-p.cfg.DedupeWindow); err != nil {
+				return err
+			}
+		}
+		if p.cfg.HistoryRetention > 0 && !st.Latest.IsZero() {
+			return store.PruneHistory(ctx, tx, p.cfg.Tenant, st.pos.Gen, st.Latest.Add(-p.cfg.HistoryRetention))
+		}
+		return nil
+	})
+	if err != nil {
+		p.log.Warn("prune", "err", err)
+	}
 }

@@ -90,7 +90,7 @@ func TestCalls(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			v := New("acme", nil)
+			v := New("acme", nil, nil)
 			for _, s := range append(endpoints(), tc.steps...) {
 				v.Apply(ev("pbx1", s))
 			}
@@ -112,7 +112,7 @@ func TestCalls(t *testing.T) {
 }
 
 func TestContactsAndChanges(t *testing.T) {
-	v := New("acme", nil)
+	v := New("acme", nil, nil)
 	for _, s := range endpoints() {
 		v.Apply(ev("pbx1", s))
 	}
@@ -137,7 +137,7 @@ func TestContactsAndChanges(t *testing.T) {
 // ARI's endpoint state is partial: it must not wipe the contacts, kind and
 // device state the full listing gave.
 func TestPartialEndpointStateKeepsListing(t *testing.T) {
-	v := New("acme", nil)
+	v := New("acme", nil, nil)
 	for _, s := range endpoints() {
 		v.Apply(ev("pbx1", s))
 	}

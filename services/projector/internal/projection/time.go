@@ -1,5 +1,0 @@
-package projection
-
-import "time"
-
-func timeSeconds(s int64) time.Duration { return time.Duration(s) * time.Second }
