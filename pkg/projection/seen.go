@@ -16,7 +16,7 @@ type Seen struct {
 	ids    map[uint64]uint64 // id hash -> stream sequence it was applied at
 	order  []seenEntry       // in sequence order from head, for eviction
 	head   int
-	commit []byte            // entries added since the last take, encoded
+	commit []byte // entries added since the last take, encoded
 }
 
 type seenEntry struct{ seq, hash uint64 }

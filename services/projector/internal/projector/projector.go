@@ -20,8 +20,8 @@ import (
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
 	"github.com/pbxpulse/pbxpulse/pkg/config"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
-	"github.com/pbxpulse/pbxpulse/pkg/store"
 	"github.com/pbxpulse/pbxpulse/pkg/projection"
+	"github.com/pbxpulse/pbxpulse/pkg/store"
 )
 
 // Config is the projector's configuration, read from the environment.
