@@ -204,6 +204,21 @@ func (s *Stack) RestartNATS(down time.Duration) error {
 	return nil
 }
 
+// RestartPostgres crash-restarts the stack's throwaway Postgres
+// (pg_ctl stop -m immediate, then start on the same port and data), as a
+// database failover would: connections break, committed data stays. It
+// fails when the stack runs on a server given in Options.DatabaseURL,
+// which it does not own.
+func (s *Stack) RestartPostgres(ctx context.Context) error {
+	if s.PG == nil {
+		return errors.New("stack: Postgres is not this stack's throwaway cluster (DATABASE_URL given); cannot restart it")
+	}
+	if err := s.PG.Restart(ctx); err != nil {
+		return fmt.Errorf("stack: restart postgres: %w", err)
+	}
+	return nil
+}
+
 // NATSURL is the embedded server's client URL.
 func (s *Stack) NATSURL() string { return s.NATS.ClientURL() }
 
