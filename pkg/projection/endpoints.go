@@ -205,12 +205,26 @@ func (v *Views) unindexChannel(pbx string, ch *pb.Channel) string {
 	return ep
 }
 
-// touchEndpoint recomputes an endpoint's derived fields and marks it changed.
+// touchEndpoint marks an endpoint changed; its derived fields are
+// recomputed once per batch, when the changes are taken (settle).
 func (v *Views) touchEndpoint(pbx, name string) {
-	if name == "" {
-		return
+	if name != "" {
+		v.stale[pbx+"/"+name] = true
 	}
-	k := pbx + "/" + name
+}
+
+// settle recomputes the derived fields of the endpoints touched since the
+// last call: status, current calls, registration and reachability. They
+// depend only on the state, so computing them once per batch gives what
+// computing them after every event would.
+func (v *Views) settle() {
+	for k := range v.stale {
+		v.deriveEndpoint(k)
+	}
+	clear(v.stale)
+}
+
+func (v *Views) deriveEndpoint(k string) {
 	e := v.endpoints[k]
 	if e == nil {
 		return
@@ -221,7 +235,7 @@ func (v *Views) touchEndpoint(pbx, name string) {
 		switch {
 		case ch.State == 5: // Ringing
 			ringing++
-		case v.isHeld(pbx, ch.Uniqueid):
+		case v.isHeld(e.PbxId, ch.Uniqueid):
 			held++
 		default:
 			up++

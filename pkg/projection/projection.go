@@ -37,6 +37,7 @@ type Views struct {
 	// Indexes derived from the calls, rebuilt on load.
 	chanCall map[string]string                 // pbx/uniqueid -> call key
 	epChans  map[string]map[string]*pb.Channel // pbx/endpoint -> uniqueid -> channel
+	stale    map[string]bool                   // endpoints whose derived fields need recomputing
 
 	dirtyPBX, dirtyEndpoints, dirtyCalls, dirtyRegs, dirtyQueues map[string]bool
 	removedCalls                                                 map[string]*pb.CallKey
@@ -53,7 +54,7 @@ func New(tenant string, snap *pb.Snapshot, loc *time.Location) *Views {
 	v := &Views{
 		tenant: tenant, loc: loc, pbxs: map[string]*pb.PbxView{}, endpoints: map[string]*pb.EndpointView{},
 		calls: map[string]*pb.CallView{}, regs: map[string]*pb.TrunkRegistrationView{}, queues: map[string]*pb.QueueView{},
-		chanCall: map[string]string{}, epChans: map[string]map[string]*pb.Channel{},
+		chanCall: map[string]string{}, epChans: map[string]map[string]*pb.Channel{}, stale: map[string]bool{},
 	}
 	v.resetDirty()
 	if snap == nil {
@@ -90,6 +91,7 @@ func (v *Views) resetDirty() {
 
 // Snapshot returns a deep copy of the live views, sorted, at the given version.
 func (v *Views) Snapshot(version uint64) *pb.Snapshot {
+	v.settle()
 	s := &pb.Snapshot{Tenant: v.tenant, Version: version}
 	for _, k := range sortedKeys(v.pbxs) {
 		s.Pbxs = append(s.Pbxs, proto.Clone(v.pbxs[k]).(*pb.PbxView))
@@ -112,6 +114,7 @@ func (v *Views) Snapshot(version uint64) *pb.Snapshot {
 // TakeChanges returns every row changed since the last call, in a stable
 // order, and forgets them. The rows are copies: the caller may keep them.
 func (v *Views) TakeChanges() []*pb.Change {
+	v.settle()
 	var out []*pb.Change
 	for _, k := range sortedKeys(v.dirtyPBX) {
 		out = append(out, &pb.Change{Row: &pb.Change_Pbx{Pbx: proto.Clone(v.pbxs[k]).(*pb.PbxView)}})

@@ -28,6 +28,7 @@ import (
 func main() {
 	if len(os.Args) < 2 {
 		service.Main("projector", projector.Run)
+		return
 	}
 	fs := flag.NewFlagSet("projector "+os.Args[1], flag.ExitOnError)
 	switch os.Args[1] {

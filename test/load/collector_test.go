@@ -136,19 +136,22 @@ func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
 }
 
 // buildCollector compiles ./services/collector once into a temporary directory.
-func buildCollector(b *testing.B) string {
+func buildCollector(b *testing.B) string { return buildService(b, "collector") }
+
+// buildService compiles ./services/<name> into a temporary directory.
+func buildService(b *testing.B, name string) string {
 	b.Helper()
 	root, err := stack.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
-	bin := filepath.Join(b.TempDir(), "collector")
+	bin := filepath.Join(b.TempDir(), name)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./services/collector")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./services/"+name)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build collector: %v\n%s", err, out)
+		b.Fatalf("build %s: %v\n%s", name, err, out)
 	}
 	return bin
 }

@@ -166,5 +166,16 @@ END
 $$;
 -- +goose StatementEnd
 
+-- Bodies of a commit's applied ids and deltas are written once and read
+-- rarely: store them without trying to compress them (pglz would cost the
+-- projector's commit more than it saves).
+ALTER TABLE projector_seen ALTER COLUMN ids SET STORAGE EXTERNAL;
+ALTER TABLE deltas ALTER COLUMN body SET STORAGE EXTERNAL;
+-- Live-view rows are updated over and over: room on each page lets
+-- Postgres update them in place (HOT) without touching the index.
+ALTER TABLE calls SET (fillfactor = 70);
+ALTER TABLE endpoints SET (fillfactor = 70);
+ALTER TABLE queues SET (fillfactor = 70);
+
 -- +goose Down
 DROP TABLE deltas, projector_seen, trunk_health, call_history, queues, trunk_registrations, calls, endpoints, pbx_status, projector_position;

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pbxpulse/pbxpulse/pkg/ami"
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
+	"github.com/pbxpulse/pbxpulse/pkg/service"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
 	"github.com/pbxpulse/pbxpulse/pkg/testenv"
 	"github.com/pbxpulse/pbxpulse/services/collector/internal/normalize"
@@ -80,7 +81,7 @@ func BenchmarkPipeline(b *testing.B) {
 	// As the collector does at start, but without its soft memory limit:
 	// here the embedded NATS server shares the heap, which in production
 	// it does not.
-	tuneGC(slog.New(slog.DiscardHandler))
+	service.TuneGC(slog.New(slog.DiscardHandler), 200, 26<<20)
 	data, total := capturedEvents(b, msgs)
 	srv := testenv.NATS(b)
 	log := slog.New(slog.DiscardHandler)

@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"regexp"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
+	"github.com/pbxpulse/pbxpulse/pkg/service"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
 	"github.com/pbxpulse/pbxpulse/services/collector/internal/lease"
 )
@@ -30,8 +29,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	pbxs, _ := cfg.PBXs()
-	tuneGC(log)
-	tuneMemoryLimit(log)
+	// The live heap is small and the allocation rate high (every AMI
+	// message becomes an event): GOGC=200 halves the GC's share of the CPU,
+	// and the limit keeps a resync of 10,000 endpoints from inflating RSS.
+	service.TuneGC(log, 200, 26<<20)
 	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-collector", log)
 	if err != nil {
 		return err
@@ -189,25 +190,3 @@ func serveHTTP(addr string, nc *nats.Conn, m *metrics, log *slog.Logger) (func()
 	return func() { srv.Close() }, nil
 }
 
-// tuneGC trades a little memory for less garbage collection, unless the
-// operator set GOGC: the collector's live heap is small and its allocation
-// rate high (every AMI message becomes an event), so the default GOGC=100
-// spends about a tenth of the CPU collecting.
-func tuneGC(log *slog.Logger) {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(200)
-		log.Debug("GOGC set to 200")
-	}
-}
-
-// tuneMemoryLimit sets a soft memory limit unless the operator set
-// GOMEMLIMIT, so that GOGC=200 does not let bursts (a resync of 10,000
-// endpoints) inflate the RSS. It is soft: during a long NATS outage the
-// outbox may hold more, and the GC then works harder (at most half the CPU,
-// by the runtime's own limiter) rather than failing.
-func tuneMemoryLimit(log *slog.Logger) {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(26 << 20)
-		log.Debug("GOMEMLIMIT set to 26MiB")
-	}
-}
