@@ -19,8 +19,8 @@ import (
 
 	"github.com/pbxpulse/pbxpulse/pkg/ami"
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
-	"github.com/pbxpulse/pbxpulse/pkg/service"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
+	"github.com/pbxpulse/pbxpulse/pkg/service"
 	"github.com/pbxpulse/pbxpulse/pkg/testenv"
 	"github.com/pbxpulse/pbxpulse/services/collector/internal/normalize"
 )

@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
-	"github.com/pbxpulse/pbxpulse/pkg/service"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
+	"github.com/pbxpulse/pbxpulse/pkg/service"
 	"github.com/pbxpulse/pbxpulse/services/collector/internal/lease"
 )
 
@@ -189,4 +189,3 @@ func serveHTTP(addr string, nc *nats.Conn, m *metrics, log *slog.Logger) (func()
 	log.Info("health and metrics", "addr", ln.Addr().String())
 	return func() { srv.Close() }, nil
 }
-
