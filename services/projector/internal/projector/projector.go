@@ -203,6 +203,10 @@ func (p *projector) runOnce(ctx context.Context) error {
 		}
 	}()
 	for {
+		var committed <-chan error
+		if inflight != nil {
+			committed = inflight.done
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -211,6 +215,13 @@ func (p *projector) runOnce(ctx context.Context) error {
 				return nil
 			}
 			return fmt.Errorf("consume: %w", err)
+		case err := <-committed:
+			c := inflight
+			inflight = nil
+			if err := p.finish(c, err); err != nil {
+				return err
+			}
+			continue
 		case <-prune.C:
 			p.prune(ctx, st)
 			continue
@@ -233,10 +244,12 @@ func (p *projector) runOnce(ctx context.Context) error {
 			return err
 		}
 		batch = batch[:0]
-		err = p.finish(inflight)
-		inflight = nil
-		if err != nil {
-			return err
+		if inflight != nil {
+			c := inflight
+			inflight = nil
+			if err := p.finish(c, <-c.done); err != nil {
+				return err
+			}
 		}
 		if next != nil {
 			inflight = next
@@ -293,12 +306,9 @@ func (p *projector) send(ctx context.Context, c *commit) {
 	c.done <- err
 }
 
-// finish waits for a commit and announces its delta.
-func (p *projector) finish(c *commit) error {
-	if c == nil {
-		return nil
-	}
-	if err := <-c.done; err != nil {
+// finish announces the delta of a commit that ended with err.
+func (p *projector) finish(c *commit, err error) error {
+	if err != nil {
 		return err
 	}
 	if c.body == nil {
