@@ -102,6 +102,8 @@ func (g *Gateway) Handler() http.Handler {
 	p := g.cfg.PathPrefix
 	mux.Handle("GET "+p+"ws", g.auth(http.HandlerFunc(g.handleWS)))
 	mux.Handle("GET "+p+"api/v1/snapshot", g.auth(http.HandlerFunc(g.handleSnapshot)))
+	mux.Handle("GET "+p+"api/v1/history", g.auth(http.HandlerFunc(g.handleHistory)))
+	mux.Handle("GET "+p+"api/v1/trunks/health", g.auth(http.HandlerFunc(g.handleTrunkHealth)))
 	mux.HandleFunc("GET "+p+"healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET "+p+"readyz", g.handleReady)
 	mux.Handle("GET "+p+"metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
@@ -153,6 +155,15 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+	at, err := queryTime(r.URL.Query(), "at")
+	if err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	if !at.IsZero() {
+		g.handleSnapshotAt(w, r, at)
+		return
+	}
 	f, err := g.hub.snapshot(r.Context())
 	if err != nil {
 		g.log.Warn("snapshot", "err", err)

@@ -1,0 +1,208 @@
+package gateway
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
+	"github.com/pbxpulse/pbxpulse/pkg/projection"
+	"github.com/pbxpulse/pbxpulse/pkg/store"
+)
+
+// badRequest answers a request the API cannot take, saying why.
+func badRequest(w http.ResponseWriter, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+func queryTime(q map[string][]string, name string) (time.Time, error) {
+	v := ""
+	if len(q[name]) > 0 {
+		v = q[name][0]
+	}
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: want an RFC 3339 time such as 2026-11-21T10:32:00Z", name)
+	}
+	return t, nil
+}
+
+// handleHistory serves the call history: GET api/v1/history with from, to,
+// pbx, extension, number, disposition, limit and cursor; JSON by default,
+// CSV with format=csv.
+func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var hq store.HistoryQuery
+	var err error
+	if hq.From, err = queryTime(q, "from"); err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	if hq.To, err = queryTime(q, "to"); err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	hq.PBX, hq.Extension, hq.Number, hq.Cursor = q.Get("pbx"), q.Get("extension"), q.Get("number"), q.Get("cursor")
+	if d := q.Get("disposition"); d != "" {
+		if !slices.Contains(store.Dispositions, d) {
+			badRequest(w, "disposition: want one of "+strings.Join(store.Dispositions, ", "))
+			return
+		}
+		hq.Disposition = d
+	}
+	if l := q.Get("limit"); l != "" {
+		if hq.Limit, err = strconv.Atoi(l); err != nil || hq.Limit < 1 || hq.Limit > 1000 {
+			badRequest(w, "limit: want 1 to 1000")
+			return
+		}
+	}
+	format := q.Get("format")
+	if format != "" && format != "json" && format != "csv" {
+		badRequest(w, "format: want json or csv")
+		return
+	}
+	var page store.HistoryPage
+	err = store.InTenant(r.Context(), g.pool, g.cfg.Tenant, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) (err error) {
+		page, err = store.QueryHistory(r.Context(), tx, g.cfg.Tenant, hq)
+		return err
+	})
+	if errors.Is(err, store.ErrBadCursor) {
+		badRequest(w, "cursor: not one this server gave")
+		return
+	}
+	if err != nil {
+		g.log.Warn("history", "err", err)
+		http.Error(w, "history unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if format == "csv" {
+		writeHistoryCSV(w, page)
+		return
+	}
+	records := make([]json.RawMessage, len(page.Records))
+	for i, rec := range page.Records {
+		if records[i], err = jsonOpts.Marshal(rec); err != nil {
+			http.Error(w, "encode", http.StatusInternalServerError)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(struct {
+		Records []json.RawMessage `json:"records"`
+		Next    string            `json:"next,omitempty"`
+	}{records, page.Next})
+}
+
+var historyColumns = []string{"pbx_id", "linkedid", "started_at", "answered_at", "ended_at", "ring_seconds", "talk_seconds",
+	"disposition", "hangup_cause", "hangup_by", "caller_num", "caller_name", "callee_num", "callee_name", "direction", "trunk", "queue", "parties"}
+
+// writeHistoryCSV writes one page as CSV. Every text field comes from a PBX
+// and so from callers (a caller-ID name is whatever the caller sent): cells
+// that a spreadsheet would run as a formula are quoted with a leading '.
+func writeHistoryCSV(w http.ResponseWriter, page store.HistoryPage) {
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="call-history.csv"`)
+	if page.Next != "" {
+		w.Header().Set("X-Next-Cursor", page.Next)
+	}
+	cw := csv.NewWriter(w)
+	_ = cw.Write(historyColumns)
+	ts := func(t interface{ AsTime() time.Time }) string {
+		if t == nil || t.AsTime().IsZero() {
+			return ""
+		}
+		return t.AsTime().UTC().Format(time.RFC3339Nano)
+	}
+	for _, r := range page.Records {
+		row := []string{r.PbxId, r.Linkedid, ts(r.StartedAt), "", ts(r.EndedAt), strconv.FormatFloat(r.RingSeconds, 'f', 3, 64),
+			strconv.FormatFloat(r.TalkSeconds, 'f', 3, 64), r.Disposition, strconv.Itoa(int(r.HangupCause)), r.HangupBy,
+			r.CallerNum, r.CallerName, r.CalleeNum, r.CalleeName, r.Direction, r.Trunk, r.Queue, strings.Join(r.Parties, " ")}
+		if r.AnsweredAt != nil {
+			row[3] = ts(r.AnsweredAt)
+		}
+		for i, c := range row {
+			row[i] = safeCell(c)
+		}
+		_ = cw.Write(row)
+	}
+	cw.Flush()
+}
+
+// safeCell defuses spreadsheet formula injection (OWASP "CSV injection").
+func safeCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		if _, err := strconv.ParseFloat(s, 64); err != nil {
+			return "'" + s
+		}
+	}
+	return s
+}
+
+// handleTrunkHealth serves trunk health samples: GET api/v1/trunks/health
+// with pbx, trunk and since (default: the last 24 hours).
+func (g *Gateway) handleTrunkHealth(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	since, err := queryTime(q, "since")
+	if err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	if since.IsZero() {
+		since = time.Now().Add(-24 * time.Hour)
+	}
+	var samples []*pb.TrunkHealthSample
+	err = store.InTenant(r.Context(), g.pool, g.cfg.Tenant, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) (err error) {
+		samples, err = store.TrunkHealth(r.Context(), tx, g.cfg.Tenant, q.Get("pbx"), q.Get("trunk"), since, 0)
+		return err
+	})
+	if err != nil {
+		g.log.Warn("trunk health", "err", err)
+		http.Error(w, "trunk health unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	out := make([]json.RawMessage, len(samples))
+	for i, s := range samples {
+		out[i], _ = jsonOpts.Marshal(s)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(struct {
+		Samples []json.RawMessage `json:"samples"`
+	}{out})
+}
+
+// handleSnapshotAt serves the views as they stood at a past time (?at=),
+// replayed from the event stream: the panel at 10:32, for incident review.
+func (g *Gateway) handleSnapshotAt(w http.ResponseWriter, r *http.Request, at time.Time) {
+	js, err := jetstream.New(g.nc)
+	if err != nil {
+		http.Error(w, "stream unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	snap, _, err := projection.AsOf(r.Context(), js, g.cfg.Tenant, at, nil, g.log)
+	if err != nil {
+		g.log.Warn("snapshot as of", "at", at, "err", err)
+		http.Error(w, "stream unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	body, err := jsonOpts.Marshal(snap)
+	if err != nil {
+		http.Error(w, "encode", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(envelope("snapshot", body))
+}
