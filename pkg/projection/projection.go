@@ -113,23 +113,37 @@ func (v *Views) Snapshot(version uint64) *pb.Snapshot {
 
 // TakeChanges returns every row changed since the last call, in a stable
 // order, and forgets them. The rows are copies: the caller may keep them.
-func (v *Views) TakeChanges() []*pb.Change {
+func (v *Views) TakeChanges() []*pb.Change { return v.takeChanges(true) }
+
+// TakeChangesShared is TakeChanges without the copies: the rows are the
+// views' own and hold only until the next Apply. The projector encodes
+// them at once and saves a copy of every changed row.
+func (v *Views) TakeChangesShared() []*pb.Change { return v.takeChanges(false) }
+
+func clone[T proto.Message](m T, copies bool) T {
+	if copies {
+		return proto.Clone(m).(T)
+	}
+	return m
+}
+
+func (v *Views) takeChanges(copies bool) []*pb.Change {
 	v.settle()
 	var out []*pb.Change
 	for _, k := range sortedKeys(v.dirtyPBX) {
-		out = append(out, &pb.Change{Row: &pb.Change_Pbx{Pbx: proto.Clone(v.pbxs[k]).(*pb.PbxView)}})
+		out = append(out, &pb.Change{Row: &pb.Change_Pbx{Pbx: clone(v.pbxs[k], copies)}})
 	}
 	for _, k := range sortedKeys(v.dirtyEndpoints) {
 		if e := v.endpoints[k]; e != nil {
-			out = append(out, &pb.Change{Row: &pb.Change_Endpoint{Endpoint: proto.Clone(e).(*pb.EndpointView)}})
+			out = append(out, &pb.Change{Row: &pb.Change_Endpoint{Endpoint: clone(e, copies)}})
 		}
 	}
 	for _, k := range sortedKeys(v.dirtyRegs) {
-		out = append(out, &pb.Change{Row: &pb.Change_Registration{Registration: proto.Clone(v.regs[k]).(*pb.TrunkRegistrationView)}})
+		out = append(out, &pb.Change{Row: &pb.Change_Registration{Registration: clone(v.regs[k], copies)}})
 	}
 	for _, k := range sortedKeys(v.dirtyQueues) {
 		if q := v.queues[k]; q != nil {
-			out = append(out, &pb.Change{Row: &pb.Change_Queue{Queue: proto.Clone(q).(*pb.QueueView)}})
+			out = append(out, &pb.Change{Row: &pb.Change_Queue{Queue: clone(q, copies)}})
 		}
 	}
 	for _, k := range sortedKeys(v.removedCalls) {
@@ -139,7 +153,7 @@ func (v *Views) TakeChanges() []*pb.Change {
 	}
 	for _, k := range sortedKeys(v.dirtyCalls) {
 		if c := v.calls[k]; c != nil {
-			out = append(out, &pb.Change{Row: &pb.Change_Call{Call: proto.Clone(c).(*pb.CallView)}})
+			out = append(out, &pb.Change{Row: &pb.Change_Call{Call: clone(c, copies)}})
 		}
 	}
 	for _, r := range v.history {

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -164,9 +165,11 @@ var marshal = proto.MarshalOptions{Deterministic: true}
 
 // QueueChanges queues, on b, statements that store changes in generation
 // gen of a tenant's projections: one statement per table, whatever the
-// number of rows.
-func QueueChanges(b *pgx.Batch, tenant string, gen int32, changes []*pb.Change) error {
+// number of rows. It encodes every row once, and returns the changes as
+// the wire form of Delta.changes (field 3), for the delta that carries them.
+func QueueChanges(b *pgx.Batch, tenant string, gen int32, changes []*pb.Change) ([]byte, error) {
 	var (
+		enc                                 []byte
 		pbx, endpoints, calls, regs, queues upsert
 		gonePBX, goneID                     []string
 		hist                                history
@@ -176,24 +179,30 @@ func QueueChanges(b *pgx.Batch, tenant string, gen int32, changes []*pb.Change) 
 		var err error
 		switch r := c.Row.(type) {
 		case *pb.Change_Pbx:
-			err = pbx.add(r.Pbx, r.Pbx.PbxId, "", r.Pbx.State, "", nil)
+			err = pbx.add(&enc, 1, r.Pbx, r.Pbx.PbxId, "", r.Pbx.State, "", nil)
 		case *pb.Change_Endpoint:
-			err = endpoints.add(r.Endpoint, r.Endpoint.PbxId, r.Endpoint.Name, r.Endpoint.Kind.String(), r.Endpoint.Status, nil)
+			err = endpoints.add(&enc, 2, r.Endpoint, r.Endpoint.PbxId, r.Endpoint.Name, r.Endpoint.Kind.String(), r.Endpoint.Status, nil)
 		case *pb.Change_Call:
-			err = calls.add(r.Call, r.Call.PbxId, r.Call.Linkedid, r.Call.State, "", r.Call.StartedAt)
+			err = calls.add(&enc, 3, r.Call, r.Call.PbxId, r.Call.Linkedid, r.Call.State, "", r.Call.StartedAt)
+		case *pb.Change_Registration:
+			err = regs.add(&enc, 4, r.Registration, r.Registration.PbxId, r.Registration.Key, r.Registration.Status, "", nil)
 		case *pb.Change_CallRemoved:
 			gonePBX, goneID = append(gonePBX, r.CallRemoved.PbxId), append(goneID, r.CallRemoved.Linkedid)
-		case *pb.Change_Registration:
-			err = regs.add(r.Registration, r.Registration.PbxId, r.Registration.Key, r.Registration.Status, "", nil)
+			_, err = encodeChange(&enc, 5, r.CallRemoved)
 		case *pb.Change_Queue:
-			err = queues.add(r.Queue, r.Queue.PbxId, r.Queue.Queue, "", "", nil)
+			err = queues.add(&enc, 6, r.Queue, r.Queue.PbxId, r.Queue.Queue, "", "", nil)
 		case *pb.Change_History:
-			err = hist.add(r.History)
+			var body []byte
+			if body, err = encodeChange(&enc, 7, r.History); err == nil {
+				hist.add(r.History, body)
+			}
 		case *pb.Change_TrunkHealth:
-			health.add(r.TrunkHealth)
+			if _, err = encodeChange(&enc, 8, r.TrunkHealth); err == nil {
+				health.add(r.TrunkHealth)
+			}
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if pbx.n() > 0 {
@@ -232,7 +241,21 @@ func QueueChanges(b *pgx.Batch, tenant string, gen int32, changes []*pb.Change) 
 	}
 	hist.queue(b, tenant, gen)
 	health.queue(b, tenant, gen)
-	return nil
+	return enc, nil
+}
+
+// encodeChange encodes m, appends it to enc as a Change whose row is field
+// n (itself an element of Delta's field 3), and returns m's encoding.
+func encodeChange(enc *[]byte, n protowire.Number, m proto.Message) ([]byte, error) {
+	body, err := marshal.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", m.ProtoReflect().Descriptor().Name(), err)
+	}
+	e := protowire.AppendTag(*enc, 3, protowire.BytesType)
+	e = protowire.AppendVarint(e, uint64(protowire.SizeTag(n)+protowire.SizeBytes(len(body))))
+	e = protowire.AppendTag(e, n, protowire.BytesType)
+	*enc = protowire.AppendBytes(e, body)
+	return body, nil
 }
 
 // upsert collects the rows of one live-view table: two key columns, two
@@ -245,10 +268,10 @@ type upsert struct {
 
 func (u *upsert) n() int { return len(u.body) }
 
-func (u *upsert) add(m proto.Message, k1, k2, c1, c2 string, at *timestamppb.Timestamp) error {
-	body, err := marshal.Marshal(m)
+func (u *upsert) add(enc *[]byte, n protowire.Number, m proto.Message, k1, k2, c1, c2 string, at *timestamppb.Timestamp) error {
+	body, err := encodeChange(enc, n, m)
 	if err != nil {
-		return fmt.Errorf("encode %s %s/%s: %w", m.ProtoReflect().Descriptor().Name(), k1, k2, err)
+		return fmt.Errorf("%s/%s: %w", k1, k2, err)
 	}
 	u.k1, u.k2, u.c1, u.c2 = append(u.k1, k1), append(u.k2, k2), append(u.c1, c1), append(u.c2, c2)
 	u.at, u.body = append(u.at, tsz(at)), append(u.body, body)
@@ -258,22 +281,22 @@ func (u *upsert) add(m proto.Message, k1, k2, c1, c2 string, at *timestamppb.Tim
 // history collects call records; a call that ended twice in one commit
 // (its Linkedid came back) keeps its last record, as across commits.
 type history struct {
-	idx  map[string]int
-	rows []*pb.CallRecord
+	idx    map[string]int
+	rows   []*pb.CallRecord
+	bodies [][]byte
 }
 
-func (h *history) add(r *pb.CallRecord) error {
+func (h *history) add(r *pb.CallRecord, body []byte) {
 	if h.idx == nil {
 		h.idx = map[string]int{}
 	}
 	k := r.PbxId + "/" + r.Linkedid
 	if i, ok := h.idx[k]; ok {
-		h.rows[i] = r
-		return nil
+		h.rows[i], h.bodies[i] = r, body
+		return
 	}
 	h.idx[k] = len(h.rows)
-	h.rows = append(h.rows, r)
-	return nil
+	h.rows, h.bodies = append(h.rows, r), append(h.bodies, body)
 }
 
 func (h *history) queue(b *pgx.Batch, tenant string, gen int32) {
@@ -286,15 +309,14 @@ func (h *history) queue(b *pgx.Batch, tenant string, gen int32) {
 		started, answered, ended                                              = make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
 		ring, talk                                                            = make([]float64, n), make([]float64, n)
 		parties                                                               = make([]string, n)
-		bodies                                                                = make([][]byte, n)
 	)
 	for i, r := range h.rows {
 		pbx[i], id[i], disp[i], cause[i], by[i] = r.PbxId, r.Linkedid, r.Disposition, r.HangupCause, r.HangupBy
 		cnum[i], cname[i], dnum[i], dname[i], dir[i], trunk[i], queue[i] = r.CallerNum, r.CallerName, r.CalleeNum, r.CalleeName, r.Direction, r.Trunk, r.Queue
 		started[i], answered[i], ended[i], ring[i], talk[i] = tsz(r.StartedAt), tsz(r.AnsweredAt), tsz(r.EndedAt), r.RingSeconds, r.TalkSeconds
 		parties[i] = pgTextArray(r.Parties)
-		bodies[i], _ = marshal.Marshal(r) // a CallRecord holds nothing that fails to encode
 	}
+	bodies := h.bodies
 	b.Queue(`INSERT INTO call_history (tenant, gen, pbx_id, linkedid, started_at, answered_at, ended_at, ring_seconds, talk_seconds,
 			disposition, hangup_cause, hangup_by, caller_num, caller_name, callee_num, callee_name, direction, trunk, queue, parties, body)
 		SELECT $1, $2, p, l, s, a, e, r, t, d, c, hb, cn, cna, dn, dna, dir, tr, q, pa::text[], bo
@@ -370,16 +392,20 @@ func QueueDelta(b *pgx.Batch, d *pb.Delta, pos Position) ([]byte, error) {
 		}
 		return nil
 	})
-	if err := QueueChanges(b, t, pos.Gen, d.Changes); err != nil {
+	changes, err := QueueChanges(b, t, pos.Gen, d.Changes)
+	if err != nil {
 		return nil, err
 	}
 	if len(d.Changes) == 0 && !d.Rebuilt {
 		return nil, nil
 	}
-	body, err := proto.Marshal(d)
+	// The delta is its header and the rows QueueChanges encoded: each row
+	// is encoded once, for its table and for the delta.
+	body, err := proto.Marshal(&pb.Delta{Tenant: d.Tenant, Version: d.Version, CommittedAt: d.CommittedAt, Rebuilt: d.Rebuilt})
 	if err != nil {
 		return nil, fmt.Errorf("encode delta %d: %w", d.Version, err)
 	}
+	body = append(body, changes...)
 	b.Queue(`INSERT INTO deltas (tenant, version, body, committed_at) VALUES ($1,$2,$3,$4)`, t, int64(d.Version), body, tm(d.CommittedAt))
 	return body, nil
 }

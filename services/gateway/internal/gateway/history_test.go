@@ -35,7 +35,7 @@ func storeHistory(t *testing.T, dsn, tenant string, recs ...*pb.CallRecord) {
 	b := &pgx.Batch{}
 	store.QueueEnterTenant(b, tenant)
 	b.Queue(`INSERT INTO projector_position (tenant, gen, stream_seq, version) VALUES ($1, 1, 0, 0) ON CONFLICT DO NOTHING`, tenant)
-	if err := store.QueueChanges(b, tenant, 1, changes); err != nil {
+	if _, err := store.QueueChanges(b, tenant, 1, changes); err != nil {
 		t.Fatal(err)
 	}
 	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {

@@ -279,7 +279,7 @@ func (p *projector) prepare(st *state, batch []jetstream.Msg) (*commit, error) {
 		return nil, nil
 	}
 	st.pos.StreamSeq = st.Seq
-	changes := st.Views.TakeChanges()
+	changes := st.Views.TakeChangesShared() // encoded below, before the next Apply
 	d := &pb.Delta{Tenant: p.cfg.Tenant, Version: before.Version, Changes: changes, CommittedAt: timestamppb.Now()}
 	if len(changes) > 0 {
 		d.Version++

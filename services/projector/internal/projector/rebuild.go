@@ -120,7 +120,7 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, from time.Time) 
 		newVersion = uint64(ver) + 1
 		d := &pb.Delta{Tenant: tenant, Version: newVersion, Rebuilt: true, CommittedAt: timestamppb.Now()}
 		b := &pgx.Batch{}
-		if err := store.QueueChanges(b, tenant, gen, snapshotRows(st.Views.Snapshot(0))); err != nil {
+		if _, err := store.QueueChanges(b, tenant, gen, snapshotRows(st.Views.Snapshot(0))); err != nil {
 			return err
 		}
 		b.Queue(`UPDATE projector_position SET gen=$2, stream_seq=$3, version=$4 WHERE tenant=$1`, tenant, gen, int64(st.pos.StreamSeq), int64(newVersion))
@@ -152,7 +152,7 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, from time.Time) 
 // writes the final views.
 func writeGrowing(ctx context.Context, pool *pgxpool.Pool, st *state) error {
 	var keep []*pb.Change
-	for _, c := range st.Views.TakeChanges() {
+	for _, c := range st.Views.TakeChangesShared() {
 		switch c.Row.(type) {
 		case *pb.Change_History, *pb.Change_TrunkHealth:
 			keep = append(keep, c)
@@ -160,7 +160,7 @@ func writeGrowing(ctx context.Context, pool *pgxpool.Pool, st *state) error {
 	}
 	b := &pgx.Batch{}
 	store.QueueEnterTenant(b, st.Tenant)
-	if err := store.QueueChanges(b, st.Tenant, st.pos.Gen, keep); err != nil {
+	if _, err := store.QueueChanges(b, st.Tenant, st.pos.Gen, keep); err != nil {
 		return err
 	}
 	store.QueueSeen(b, st.Tenant, st.pos.Gen, st.pos.StreamSeq, st.Seen.Take())
