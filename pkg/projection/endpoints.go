@@ -129,7 +129,15 @@ func (v *Views) applyPeer(pbx string, at *timestamppb.Timestamp, p *pb.PeerStatu
 		cur.Address = p.Address
 	}
 	r := peerReachability(p.Status)
-	changed := r != cur.Reachability
+	was := cur.Reachability
+	if cur.Technology == pb.Technology_TECHNOLOGY_PJSIP {
+		// PJSIP sends PeerStatus too, but its reachability is its
+		// contacts', and the field is only rederived when the batch
+		// settles: compare with what the contacts say now, or whether
+		// this is a change would depend on where a batch ends.
+		_, was = contactsState(cur.Contacts)
+	}
+	changed := r != was
 	cur.Reachability = r
 	if cur.Kind == pb.EndpointKind_ENDPOINT_KIND_TRUNK && (changed || p.RoundtripMs > 0) {
 		v.sampleHealth(cur, at, changed, p.Status, p.RoundtripMs*1000)
