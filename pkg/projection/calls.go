@@ -151,6 +151,17 @@ func (v *Views) applyChannelsSnapshot(pbx string, at *timestamppb.Timestamp, cha
 	for _, id := range gone {
 		v.removeChannel(pbx, at, id)
 	}
+	// A call first seen in this listing starts with its oldest channel,
+	// whichever order the PBX lists them in; a call already known keeps
+	// its start.
+	known := map[string]bool{}
+	for _, ch := range chans {
+		linked := ch.Linkedid
+		if linked == "" {
+			linked = ch.Uniqueid
+		}
+		_, known[linked] = v.calls[pbx+"/"+linked]
+	}
 	for _, ch := range chans {
 		start := at
 		if ch.DurationSeconds > 0 && at != nil {
@@ -160,9 +171,8 @@ func (v *Views) applyChannelsSnapshot(pbx string, at *timestamppb.Timestamp, cha
 		if linked == "" {
 			linked = ch.Uniqueid
 		}
-		_, existed := v.calls[pbx+"/"+linked]
 		v.upsertChannel(pbx, start, ch, false)
-		if c := v.calls[pbx+"/"+linked]; c != nil && !existed && start != nil {
+		if c := v.calls[pbx+"/"+linked]; c != nil && !known[linked] && start != nil {
 			if c.StartedAt == nil || start.AsTime().Before(c.StartedAt.AsTime()) {
 				c.StartedAt = start
 			}
