@@ -309,7 +309,7 @@ type CallView struct {
 	HangupCauseText string `protobuf:"bytes,20,opt,name=hangup_cause_text,json=hangupCauseText,proto3" json:"hangup_cause_text,omitempty"`
 	// Every endpoint that took part, in order of appearance.
 	Parties []string `protobuf:"bytes,21,rep,name=parties,proto3" json:"parties,omitempty"`
-	// When the queue connected the caller to an agent (hold time ends).
+	// When the caller joined the queue (its wait began).
 	QueueJoinedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=queue_joined_at,json=queueJoinedAt,proto3" json:"queue_joined_at,omitempty"`
 	// Every channel name the call has had, in order of appearance.
 	ChannelNames  []string `protobuf:"bytes,23,rep,name=channel_names,json=channelNames,proto3" json:"channel_names,omitempty"`

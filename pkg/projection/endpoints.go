@@ -112,7 +112,11 @@ func (v *Views) applyContact(pbx string, at *timestamppb.Timestamp, c *pb.Contac
 		x.ExpirationTime = c.ExpirationTime
 	}
 	if cur.Kind == pb.EndpointKind_ENDPOINT_KIND_TRUNK && (changed || known) {
-		v.sampleHealth(cur, at, changed, c.Status, x.RoundtripUsec)
+		rtt := x.RoundtripUsec
+		if !known {
+			rtt = 0 // an Unreachable contact has no round trip; do not repeat the last one
+		}
+		v.sampleHealth(cur, at, changed, c.Status, rtt)
 	}
 	v.touchEndpoint(pbx, ep)
 }
