@@ -82,35 +82,101 @@ func Open(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, 
 	}
 }
 
-// EnsureStreams creates or updates the pbxpulse streams; safe to call from
-// every service at every start.
+// EnsureStreams creates or updates the event stream; safe to call from
+// every service at every start. Log streams are per tenant and made by the
+// log tailer (EnsureLogStream).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
-	cfgs := []jetstream.StreamConfig{
-		{
-			Name:        StreamEvents,
-			Description: "pbxpulse PBX events (protobuf pbxpulse.v1.Event)",
-			Subjects:    []string{EventsFilter},
-			Storage:     jetstream.FileStorage,
-			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      30 * 24 * time.Hour,
-			Duplicates:  DedupWindow,
-		},
-		{
-			Name:        StreamLogs,
-			Description: "pbxpulse PBX log lines (protobuf pbxpulse.v1.Event)",
-			Subjects:    []string{LogsFilter},
-			Storage:     jetstream.FileStorage,
-			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      7 * 24 * time.Hour,
-			MaxBytes:    1 << 30,
-			Duplicates:  2 * time.Minute,
-		},
+	c := jetstream.StreamConfig{
+		Name:        StreamEvents,
+		Description: "pbxpulse PBX events (protobuf pbxpulse.v1.Event)",
+		Subjects:    []string{EventsFilter},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      30 * 24 * time.Hour,
+		Duplicates:  DedupWindow,
 	}
-	for _, c := range cfgs {
-		if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", c.Name, err)
+	if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// LogLimits are a tenant's log stream limits; the oldest messages go first.
+type LogLimits struct {
+	// MaxBytes caps the stream's size.
+	MaxBytes int64
+	// MaxAge is how long a message is kept.
+	MaxAge time.Duration
+}
+
+// DefaultLogLimits are the limits when none are configured.
+var DefaultLogLimits = LogLimits{MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour}
+
+// LogDedupWindow is how long a log stream remembers message ids. Shorter than
+// DedupWindow: every id in it costs server memory, and logs are high volume.
+const LogDedupWindow = 2 * time.Minute
+
+// retiredLogsSubject is where the single log stream of earlier versions is
+// moved, so that it stops taking new messages but keeps its old ones.
+const retiredLogsSubject = "pbxpulse.retired." + StreamLogs
+
+// EnsureLogStream creates or updates a tenant's log stream with lim. A
+// single log stream of an earlier version (PBX_LOGS on every tenant's logs)
+// would overlap it: it is retired, i.e. moved off the log subjects so that
+// it keeps what it holds until that ages out, and no longer grows.
+func EnsureLogStream(ctx context.Context, js jetstream.JetStream, tenant string, lim LogLimits, log *slog.Logger) error {
+	if lim.MaxBytes <= 0 || lim.MaxAge <= 0 {
+		return fmt.Errorf("ensure log stream of %s: limits must be positive (%+v)", tenant, lim)
+	}
+	c := jetstream.StreamConfig{
+		Name:        LogStream(tenant),
+		Description: "pbxpulse log entries and log counts of tenant " + tenant + " (protobuf pbxpulse.v1.Event)",
+		Subjects:    LogStreamSubjects(tenant),
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      lim.MaxAge,
+		MaxBytes:    lim.MaxBytes,
+		Duplicates:  min(LogDedupWindow, lim.MaxAge),
+	}
+	_, err := js.CreateOrUpdateStream(ctx, c)
+	if isOverlap(err) {
+		if rerr := retireLegacyLogStream(ctx, js, log); rerr != nil {
+			return fmt.Errorf("ensure stream %s: %w (retiring %s: %w)", c.Name, err, StreamLogs, rerr)
 		}
+		_, err = js.CreateOrUpdateStream(ctx, c)
 	}
+	if err != nil {
+		return fmt.Errorf("ensure stream %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// errCodeSubjectOverlap is the server's JSStreamSubjectOverlapErr ("subjects
+// overlap with an existing stream"); nats.go has no constant for it.
+const errCodeSubjectOverlap jetstream.ErrorCode = 10065
+
+func isOverlap(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeSubjectOverlap
+}
+
+func retireLegacyLogStream(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
+	st, err := js.Stream(ctx, StreamLogs)
+	if err != nil {
+		return err
+	}
+	cfg := st.CachedInfo().Config
+	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != LogsFilter {
+		return fmt.Errorf("stream %s has subjects %v, not the single log stream of an earlier version; not touched", StreamLogs, cfg.Subjects)
+	}
+	cfg.Subjects = []string{retiredLogsSubject}
+	cfg.Description = "retired: log lines of every tenant from before per-tenant log streams; kept until they age out"
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return err
+	}
+	log.Warn("retired the single log stream of an earlier version: it keeps its messages until they age out, new log lines go to per-tenant streams",
+		"stream", StreamLogs, "msgs", st.CachedInfo().State.Msgs)
 	return nil
 }
 
@@ -178,6 +244,20 @@ func Message(ev *pb.Event) (*nats.Msg, error) {
 	}
 	m := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{"Content-Type": eventContentType}}
 	return m, nil
+}
+
+// AppendMessage is Message with the encoding appended to buf (which the
+// message then holds): for publishers that reuse their buffers.
+func AppendMessage(buf []byte, ev *pb.Event) (*nats.Msg, error) {
+	subj, err := EventSubject(ev)
+	if err != nil {
+		return nil, err
+	}
+	data, err := proto.MarshalOptions{}.MarshalAppend(buf, ev)
+	if err != nil {
+		return nil, fmt.Errorf("marshal event %s: %w", ev.GetId(), err)
+	}
+	return &nats.Msg{Subject: subj, Data: data, Header: nats.Header{"Content-Type": eventContentType}}, nil
 }
 
 // eventContentType is shared by every message: nats.go only reads it.

@@ -14,15 +14,33 @@ import (
 const (
 	// StreamEvents holds every PBX event except log lines.
 	StreamEvents = "PBX_EVENTS"
-	// StreamLogs holds log lines (high volume, shorter retention).
+	// StreamLogs is the name of the single log stream of earlier versions,
+	// and the prefix of the per-tenant log streams (see LogStream).
 	StreamLogs = "PBX_LOGS"
 )
 
 // EventsFilter is the subject filter of StreamEvents.
 const EventsFilter = "pbx.*.*.evt.>"
 
-// LogsFilter is the subject filter of StreamLogs.
+// LogsFilter matches the log lines of every tenant (the subject filter of
+// the single log stream of earlier versions).
 const LogsFilter = "pbx.*.*.log.>"
+
+// LogStream is the name of a tenant's log stream: log lines are high volume,
+// so each tenant gets its own size and age limits.
+func LogStream(tenant string) string { return StreamLogs + "_" + tenant }
+
+// LogStreamSubjects are the subjects of a tenant's log stream: its log lines
+// and its per-minute log statistics.
+func LogStreamSubjects(tenant string) []string {
+	return []string{"pbx." + tenant + ".*.log.>", "pbx." + tenant + ".*." + DomainLogStats}
+}
+
+// LogStatsSubject is where the per-minute log counts of a PBX are published
+// (pbx may be "*" to match every PBX of the tenant).
+func LogStatsSubject(tenant, pbx string) string {
+	return "pbx." + tenant + "." + pbx + "." + DomainLogStats
+}
 
 // Domain and type tokens of event subjects.
 const (
@@ -33,19 +51,29 @@ const (
 	DomainQueue    = "queue"
 	DomainARI      = "ari"
 	DomainAudit    = "audit"
+	// DomainSecurity: Asterisk security events (failed authentications,
+	// ACL denials, ...) read from its log, kept with the events.
+	DomainSecurity = "security"
+	// DomainLog is the token of log subjects, pbx.<tenant>.<pbx>.log.<level>.
+	DomainLog = "log"
+	// DomainLogStats is the last token of the per-minute log counts,
+	// pbx.<tenant>.<pbx>.logstats (log stream, not an event subject).
+	DomainLogStats = "logstats"
 )
 
 // EventSubject returns the subject an event is published on:
-// pbx.<tenant>.<pbx>.evt.<domain>.<type>, or pbx.<tenant>.<pbx>.log.<level>
-// for log lines.
+// pbx.<tenant>.<pbx>.evt.<domain>.<type>; pbx.<tenant>.<pbx>.log.<level> for
+// log lines and pbx.<tenant>.<pbx>.logstats for log counts.
 func EventSubject(ev *pb.Event) (string, error) {
 	d, t := Kind(ev)
-	if d == "" {
-		return "", fmt.Errorf("bus: event %s has no payload", ev.GetId())
-	}
 	// Concatenation, not Sprintf: this runs for every event published.
-	if d == "log" {
+	switch d {
+	case "":
+		return "", fmt.Errorf("bus: event %s has no payload", ev.GetId())
+	case DomainLog:
 		return "pbx." + ev.GetTenant() + "." + ev.GetPbxId() + ".log." + t, nil
+	case DomainLogStats:
+		return LogStatsSubject(ev.GetTenant(), ev.GetPbxId()), nil
 	}
 	return "pbx." + ev.GetTenant() + "." + ev.GetPbxId() + ".evt." + d + "." + t, nil
 }
@@ -120,14 +148,40 @@ func Kind(ev *pb.Event) (domain, typ string) {
 	case *pb.Event_Audit:
 		return DomainAudit, "command"
 	case *pb.Event_LogLine:
-		return "log", token(p.LogLine.GetLevel())
+		return DomainLog, token(p.LogLine.GetLevel())
+	case *pb.Event_LogBatch:
+		return DomainLog, token(p.LogBatch.GetLevel())
+	case *pb.Event_LogStats:
+		return DomainLogStats, ""
+	case *pb.Event_SecurityEvent:
+		return DomainSecurity, token(p.SecurityEvent.GetEvent())
 	}
 	return "", ""
 }
 
+// LevelToken is the subject token of an Asterisk log level: lower case,
+// "unknown" for an empty level.
+func LevelToken(level string) string { return token(level) }
+
 // token makes PBX-supplied text safe as one subject token: lower case, and
 // "unknown" when it is empty or holds a NATS separator or wildcard.
 func token(s string) string {
+	switch s { // the common levels, without allocating
+	case "VERBOSE":
+		return "verbose"
+	case "DEBUG":
+		return "debug"
+	case "NOTICE":
+		return "notice"
+	case "WARNING":
+		return "warning"
+	case "ERROR":
+		return "error"
+	case "SECURITY":
+		return "security"
+	case "DTMF":
+		return "dtmf"
+	}
 	s = strings.ToLower(s)
 	if s == "" || strings.ContainsAny(s, ".*> \t\r\n") {
 		return "unknown"

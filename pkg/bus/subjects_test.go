@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -23,6 +24,12 @@ func TestEventSubject(t *testing.T) {
 		{&pb.Event{Payload: &pb.Event_AriEvent{AriEvent: &pb.AriEvent{Type: "x.>"}}}, "pbx.acme.pbx1.evt.ari.unknown"},
 		{&pb.Event{Payload: &pb.Event_LogLine{LogLine: &pb.LogLine{Level: "WARNING"}}}, "pbx.acme.pbx1.log.warning"},
 		{&pb.Event{Payload: &pb.Event_LogLine{LogLine: &pb.LogLine{Level: "a.b"}}}, "pbx.acme.pbx1.log.unknown"},
+		{&pb.Event{Payload: &pb.Event_LogBatch{LogBatch: &pb.LogBatch{Level: "DEBUG"}}}, "pbx.acme.pbx1.log.debug"},
+		{&pb.Event{Payload: &pb.Event_LogBatch{LogBatch: &pb.LogBatch{}}}, "pbx.acme.pbx1.log.unknown"},
+		{&pb.Event{Payload: &pb.Event_LogBatch{LogBatch: &pb.LogBatch{Level: "MY_LEVEL2"}}}, "pbx.acme.pbx1.log.my_level2"},
+		{&pb.Event{Payload: &pb.Event_LogStats{LogStats: &pb.LogStats{}}}, "pbx.acme.pbx1.logstats"},
+		{&pb.Event{Payload: &pb.Event_SecurityEvent{SecurityEvent: &pb.SecurityEvent{Event: "InvalidPassword"}}}, "pbx.acme.pbx1.evt.security.invalidpassword"},
+		{&pb.Event{Payload: &pb.Event_SecurityEvent{SecurityEvent: &pb.SecurityEvent{Event: "Bad Name"}}}, "pbx.acme.pbx1.evt.security.unknown"},
 	}
 	for _, tc := range cases {
 		tc.ev.Tenant, tc.ev.PbxId = "acme", "pbx1"
@@ -51,7 +58,7 @@ func TestEveryPayloadHasASubject(t *testing.T) {
 			t.Errorf("payload %s has no subject", fd.Name())
 			continue
 		}
-		if d == DomainARI || d == "log" {
+		if d == DomainARI || d == DomainLog || d == DomainSecurity {
 			continue // the type token comes from the payload
 		}
 		if prev, dup := seen[d+"."+typ]; dup {
@@ -59,4 +66,47 @@ func TestEveryPayloadHasASubject(t *testing.T) {
 		}
 		seen[d+"."+typ] = fd.Name()
 	}
+}
+
+// Log and log-count subjects belong to the tenant's log stream, events to
+// the event stream: a subject in neither would be refused, one in both
+// cannot exist.
+func TestStreamsCoverTheirSubjects(t *testing.T) {
+	cases := []struct {
+		name    string
+		subject string
+		logs    bool
+		events  bool
+	}{
+		{"log line", "pbx.acme.pbx1.log.notice", true, false},
+		{"log counts", LogStatsSubject("acme", "pbx1"), true, false},
+		{"security event", "pbx.acme.pbx1.evt.security.invalidpassword", false, true},
+		{"other tenant's log", "pbx.other.pbx1.log.notice", false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := false
+			for _, f := range LogStreamSubjects("acme") {
+				logs = logs || subjectMatch(f, tc.subject)
+			}
+			events := subjectMatch(EventsFilter, tc.subject)
+			if logs != tc.logs || events != tc.events {
+				t.Errorf("%s: in logs %v (want %v), in events %v (want %v)", tc.subject, logs, tc.logs, events, tc.events)
+			}
+		})
+	}
+}
+
+// subjectMatch reports whether a NATS filter matches subject.
+func subjectMatch(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		if tok == ">" {
+			return len(s) > i
+		}
+		if i >= len(s) || tok != "*" && tok != s[i] {
+			return false
+		}
+	}
+	return len(f) == len(s)
 }

@@ -4,10 +4,13 @@ package logtailer
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pbxpulse/pbxpulse/pkg/bus"
 	"github.com/pbxpulse/pbxpulse/pkg/config"
 )
 
@@ -38,12 +41,49 @@ type Config struct {
 	Poll time.Duration `env:"POLL_INTERVAL" envDefault:"200ms"`
 	// CommitEvery is how many acknowledged entries may pass before the
 	// position is saved (it is also saved whenever the file is idle and at
-	// least every second).
-	CommitEvery int `env:"COMMIT_EVERY" envDefault:"256"`
+	// least every second). Each save is an fsync: a small value costs
+	// throughput, a large one means more entries published again (and
+	// mostly deduplicated) after a crash.
+	CommitEvery int `env:"COMMIT_EVERY" envDefault:"8192"`
 	// MaxMessageBytes caps one entry's message; longer ones are cut and
 	// marked.
 	MaxMessageBytes int `env:"MAX_MESSAGE_BYTES" envDefault:"65536"`
+	// LogStreamMaxBytes caps the tenant's log stream (PBX_LOGS_<tenant>);
+	// the oldest messages go first. Accepts KiB, MiB, GiB suffixes.
+	LogStreamMaxBytes ByteSize `env:"LOG_STREAM_MAX_BYTES" envDefault:"1GiB"`
+	// LogStreamMaxAge is how long the tenant's log stream keeps a message.
+	LogStreamMaxAge time.Duration `env:"LOG_STREAM_MAX_AGE" envDefault:"168h"`
 	config.Logging
+}
+
+// ByteSize is a size in bytes, written as a number with an optional KiB,
+// MiB or GiB suffix.
+type ByteSize int64
+
+// UnmarshalText reads "1073741824", "512MiB" or "1GiB".
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return fmt.Errorf("%q is not a size (bytes, or a number with KiB, MiB or GiB)", text)
+	}
+	*b = ByteSize(n * mult)
+	return nil
+}
+
+// LogLimits returns the configured limits of the tenant's log stream.
+func (c Config) LogLimits() bus.LogLimits {
+	return bus.LogLimits{MaxBytes: int64(c.LogStreamMaxBytes), MaxAge: c.LogStreamMaxAge}
 }
 
 // Patterns returns the entries of LogFiles.
@@ -103,6 +143,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 512<<10 {
 		return fmt.Errorf("MAX_MESSAGE_BYTES must be between 1024 and 524288")
+	}
+	if c.LogStreamMaxBytes < 1<<20 {
+		return fmt.Errorf("LOG_STREAM_MAX_BYTES=%d: must be at least 1MiB", c.LogStreamMaxBytes)
+	}
+	if c.LogStreamMaxAge < time.Minute {
+		return fmt.Errorf("LOG_STREAM_MAX_AGE=%v: must be at least 1m", c.LogStreamMaxAge)
 	}
 	return nil
 }

@@ -1,20 +1,25 @@
+// Package logtailer follows Asterisk's log files and publishes their entries
+// to the tenant's log stream (LogBatch payloads on
+// pbx.<tenant>.<pbx>.log.<level>), the per-minute counts by level (LogStats
+// on pbx.<tenant>.<pbx>.logstats) and the security events it recognises
+// (SecurityEvent on pbx.<tenant>.<pbx>.evt.security.<type>).
 package logtailer
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
+	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"github.com/nats-io/nats.go"
 
-	"github.com/pbxpulse/pbxpulse/pkg/ami"
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
 	"github.com/pbxpulse/pbxpulse/services/logtailer/internal/logline"
@@ -26,52 +31,109 @@ const rescanInterval = 10 * time.Second
 
 // Run follows the configured files until ctx ends.
 //
-// Each entry is published with PublishRetry, i.e. acknowledged by JetStream
-// before the next one; while NATS is away publishing stalls and the lines
-// wait on disk. A file's position is saved only after the entries up to it
-// were acknowledged, so a restart neither loses nor repeats lines. Should
-// the service die between an ack and the save (at most COMMIT_EVERY entries
-// or one second), the entries published again get the same event ids and
-// JetStream's duplicate window drops them.
+// Entries are published in file order with many acknowledgements in
+// flight; a file's position is saved only once everything before it was
+// acknowledged, so a restart neither loses nor repeats lines. While NATS is
+// slow or away, at most a few MiB await acknowledgement and the rest waits
+// on disk. Should the service die between an acknowledgement and the save
+// (at most COMMIT_EVERY entries or one second), the entries published again
+// mostly get the same message ids and JetStream's duplicate window drops
+// them; every entry also carries its (file, file_id, offset) key.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	return run(ctx, cfg, log, nil)
+}
+
+// run is Run; setup, when set, sees the runner before it starts (tests).
+func run(ctx context.Context, cfg Config, log *slog.Logger, setup func(*runner)) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	loc, _ := cfg.Location()
+	tuneGC(log)
 	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-logtailer", log)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before NATS was there
+		}
 		return err
 	}
 	defer nc.Drain()
-	r := &runner{cfg: cfg, loc: loc, pub: bus.NewPublisher(js), log: log, following: map[string]bool{}}
-	log.Info("logtailer started", "tenant", cfg.Tenant, "pbx", cfg.PBXID, "files", cfg.LogFiles, "state_dir", cfg.StateDir)
-	r.scan(ctx)
-	t := time.NewTicker(rescanInterval)
-	defer t.Stop()
-	for {
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = bus.EnsureLogStream(cctx, js, cfg.Tenant, cfg.LogLimits(), log)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		log.Warn("cannot ensure the log stream yet, retrying", "stream", bus.LogStream(cfg.Tenant), "err", err)
 		select {
 		case <-ctx.Done():
-			r.wg.Wait()
-			return nil
-		case <-t.C:
-			r.scan(ctx)
+		case <-time.After(wait):
 		}
 	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	r, err := newRunner(cfg, nc, log)
+	if err != nil {
+		return err
+	}
+	if setup != nil {
+		setup(r)
+	}
+	log.Info("logtailer started", "tenant", cfg.Tenant, "pbx", cfg.PBXID, "files", cfg.LogFiles,
+		"state_dir", cfg.StateDir, "stream", bus.LogStream(cfg.Tenant))
+	r.run(ctx)
+	return nil
 }
 
-type publisher interface {
-	PublishRetry(ctx context.Context, ev *pb.Event, log *slog.Logger) error
+// tuneGC keeps the heap small unless the operator chose: the tailer's live
+// data is a few MiB (buffers, what awaits acknowledgement), so the soft limit
+// keeps RSS low on a PBX host whatever the file size.
+func tuneGC(log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(20 << 20)
+		log.Debug("GOMEMLIMIT set to 20MiB")
+	}
 }
 
 type runner struct {
 	cfg Config
 	loc *time.Location
-	pub publisher
+	nc  *nats.Conn
 	log *slog.Logger
+
+	rescan time.Duration // how often LOG_FILES is expanded again
 
 	mu        sync.Mutex
 	following map[string]bool
+	followers []*follower
 	wg        sync.WaitGroup
+
+	published atomic.Uint64 // entries acknowledged, all files
+}
+
+func newRunner(cfg Config, nc *nats.Conn, log *slog.Logger) (*runner, error) {
+	loc, err := cfg.Location()
+	if err != nil {
+		return nil, err
+	}
+	return &runner{cfg: cfg, loc: loc, nc: nc, log: log, rescan: rescanInterval, following: map[string]bool{}}, nil
+}
+
+// run follows the files until ctx ends, then waits for the followers.
+func (r *runner) run(ctx context.Context) {
+	r.scan(ctx)
+	t := time.NewTicker(r.rescan)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.wg.Wait()
+			return
+		case <-t.C:
+			r.scan(ctx)
+		}
+	}
 }
 
 // scan starts a follower for every path of LOG_FILES not followed yet.
@@ -86,10 +148,7 @@ func (r *runner) scan(ctx context.Context) {
 		if skip {
 			continue
 		}
-		tl, err := tail.Open(p, tail.Options{
-			StateDir: r.cfg.StateDir, Poll: r.cfg.Poll, StartAtEnd: r.cfg.StartAt == "end",
-			Log: r.log,
-		})
+		f, err := r.follow(p)
 		if err != nil {
 			r.log.Error("cannot follow file", "file", p, "err", err)
 			r.mu.Lock()
@@ -97,17 +156,41 @@ func (r *runner) scan(ctx context.Context) {
 			r.mu.Unlock()
 			continue
 		}
-		parser := logline.NewParser(r.loc)
-		parser.MaxBytes = r.cfg.MaxMessageBytes
-		f := &follower{r: r, tl: tl, parser: parser, log: r.log.With("file", p)}
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			defer tl.Close()
+			defer f.tl.Close()
 			f.run(ctx)
 		}()
 		r.log.Info("following file", "file", p)
 	}
+}
+
+func (r *runner) follow(p string) (*follower, error) {
+	tl, err := tail.Open(p, tail.Options{
+		StateDir: r.cfg.StateDir, Poll: r.cfg.Poll, StartAtEnd: r.cfg.StartAt == "end",
+		Log: r.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	stats, err := restoreStats(tl.SavedMeta())
+	if err != nil {
+		r.log.Warn("saved log counts unreadable; counting the current minute from here", "file", p, "err", err)
+	}
+	pipe, err := newPipeline(r.nc, r.log.With("file", p))
+	if err != nil {
+		tl.Close()
+		return nil, err
+	}
+	parser := logline.NewParser(r.loc)
+	parser.MaxBytes = r.cfg.MaxMessageBytes
+	f := &follower{r: r, tl: tl, parser: parser, pipe: pipe, stats: stats, log: r.log.With("file", p)}
+	f.batch.init(r.cfg.Tenant, r.cfg.PBXID, p)
+	r.mu.Lock()
+	r.followers = append(r.followers, f)
+	r.mu.Unlock()
+	return f, nil
 }
 
 // paths expands LOG_FILES; a plain path is kept even when it does not exist
@@ -163,37 +246,57 @@ func rotationOf(p, q string) bool {
 	return p != q && strings.HasPrefix(p, q) && rotatedSuffix.MatchString(p[len(q):])
 }
 
-// follower publishes the entries of one file.
+// follower reads one file and publishes what it finds, in order, through
+// its pipeline. Everything happens on its one goroutine.
 type follower struct {
 	r      *runner
 	tl     *tail.Tailer
 	parser *logline.Parser
+	pipe   *pipeline
 	log    *slog.Logger
 
-	acked      *tail.Position // last position acknowledged, not yet saved
-	unsaved    int
-	lastCommit time.Time
+	batch batcher
+	stats minuteStats
+	// sealed is the position just after the last entry handed to the
+	// pipeline in a batch (the counts in stats are up to it when no batch
+	// is open).
+	sealed    tail.Position
+	hasSealed bool
+
+	uncommitted int // entries acknowledged since the last save
+	lastCommit  time.Time
+	committed   *record
+
+	// for tests and metrics: offsets of the last line read and saved
+	readOffset, savedOffset atomic.Int64
 }
+
+// stopTimeout is how long a stopping follower waits for what it sent.
+const stopTimeout = 3 * time.Second
 
 func (f *follower) run(ctx context.Context) {
 	j := logline.NewJoiner[tail.Line](f.parser)
 	poll := f.r.cfg.Poll
 	var idleSince time.Time
 	f.lastCommit = time.Now()
-	defer f.commit() // what was acknowledged before the stop
+	defer f.stop()
 	for ctx.Err() == nil {
 		l, ok, err := f.tl.TryNext()
 		if err != nil {
 			f.log.Warn("read failed", "err", err)
 		}
 		if ok {
+			f.readOffset.Store(l.Pos.Offset)
 			idleSince = time.Time{}
-			if e, done := j.Add(l.Text, l); done && !f.publish(ctx, e) {
+			if e, done := j.Add(l.Text, l); done {
+				if f.entry(ctx, e) != nil {
+					return
+				}
+			}
+			if f.pipe.poll(ctx) != nil {
 				return
 			}
-			if f.unsaved >= f.r.cfg.CommitEvery || time.Since(f.lastCommit) >= time.Second {
-				f.commit()
-			}
+			f.maybeCommit(false)
 			continue
 		}
 		// Nothing more to read now. An entry still waiting for continuation
@@ -204,108 +307,149 @@ func (f *follower) run(ctx context.Context) {
 				idleSince = time.Now()
 			} else if time.Since(idleSince) >= poll {
 				e, _ := j.Flush()
-				if !f.publish(ctx, e) {
+				if f.entry(ctx, e) != nil {
 					return
 				}
 			}
 		}
-		f.commit()
+		if !j.Pending() {
+			// what was read goes out now rather than waiting for a fuller batch
+			if f.seal(ctx) != nil {
+				return
+			}
+			if f.stats.due(time.Now()) && f.publishStats(ctx) != nil {
+				return
+			}
+		}
+		if f.pipe.poll(ctx) != nil {
+			return
+		}
+		f.maybeCommit(true)
+		acked, failed := f.pipe.headDone()
 		select {
 		case <-ctx.Done():
 		case <-time.After(poll):
+		case <-acked: // wake up to commit sooner
+			f.pipe.headSettled(ctx, nil)
+		case err := <-failed:
+			if f.pipe.headSettled(ctx, err) != nil {
+				return
+			}
 		}
 	}
 }
 
-// commit saves the last acknowledged position.
-func (f *follower) commit() {
-	if f.acked == nil {
+// stop publishes what was read and the open minute's counts, waits a little
+// for the acknowledgements and saves the position they allow.
+func (f *follower) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	// (an entry still pending in j may yet grow: it is read again next time)
+	if f.seal(ctx) == nil && f.stats.Dirty {
+		_ = f.publishStats(ctx)
+	}
+	if err := f.pipe.drain(ctx); err != nil {
+		f.log.Warn("stopping before everything read was acknowledged; it is read again at the next start", "pending", len(f.pipe.fl), "err", err)
+	}
+	f.maybeCommit(true)
+}
+
+// entry takes one complete entry: counts it, adds it to the open batch and
+// publishes it as a security event when it is one.
+func (f *follower) entry(ctx context.Context, e logline.Entry[tail.Line]) error {
+	now := time.Now()
+	minute, closes := f.stats.place(e.Time, now)
+	if !f.batch.fits(e) || closes {
+		if err := f.seal(ctx); err != nil {
+			return err
+		}
+	}
+	if closes {
+		if f.stats.Dirty {
+			if err := f.publishStats(ctx); err != nil {
+				return err
+			}
+		}
+		f.stats.open(minute)
+	} else if f.stats.Minute == 0 {
+		f.stats.open(minute)
+	}
+	f.stats.add(bus.LevelToken(e.Level))
+	var sec *pb.SecurityEvent
+	if logline.IsSecurity(e.Level, e.Message) {
+		if s, ok := logline.ParseSecurity(e.Message); ok {
+			sec = securityEvent(s, f.tl.Path())
+		}
+	}
+	refs := f.batch.add(e, now, securityEndpoint(sec))
+	if sec != nil {
+		r, err := f.batch.securityRecord(e, sec, refs, now, f.pipe.buffer())
+		if err != nil {
+			return err
+		}
+		if err := f.pipe.send(ctx, r); err != nil {
+			return err
+		}
+	}
+	if f.batch.full() {
+		return f.seal(ctx)
+	}
+	return nil
+}
+
+// seal publishes the open batch, if any.
+func (f *follower) seal(ctx context.Context) error {
+	if f.batch.empty() {
+		return nil
+	}
+	r, err := f.batch.seal(f.pipe.buffer())
+	if err != nil {
+		return err
+	}
+	f.sealed, f.hasSealed = r.pos, true
+	r.commit, r.stats = true, f.stats.snapshot()
+	return f.pipe.send(ctx, r)
+}
+
+// publishStats publishes the open minute's counts (no batch is open).
+func (f *follower) publishStats(ctx context.Context) error {
+	r, err := f.batch.statsRecord(f.stats, time.Now(), f.pipe.buffer())
+	if err != nil {
+		return err
+	}
+	f.stats.Dirty = false
+	if f.hasSealed {
+		r.commit, r.pos, r.stats = true, f.sealed, f.stats.snapshot()
+	}
+	return f.pipe.send(ctx, r)
+}
+
+// maybeCommit saves the acknowledged position when enough entries passed,
+// a second went by, or (force) the file is quiet.
+func (f *follower) maybeCommit(force bool) {
+	if n := f.pipe.published; n > 0 {
+		f.uncommitted += int(n)
+		f.r.published.Add(n)
+		f.pipe.published = 0
+	}
+	a := f.pipe.acked
+	if a == nil || a == f.committed {
 		return
 	}
-	if err := f.tl.Commit(*f.acked); err != nil {
+	if !force && f.uncommitted < f.r.cfg.CommitEvery && time.Since(f.lastCommit) < time.Second {
+		return
+	}
+	meta, err := a.stats.marshal()
+	if err == nil {
+		err = f.tl.CommitMeta(a.pos, meta)
+	}
+	if err != nil {
 		f.log.Error("cannot save position", "err", err)
 		return
 	}
-	f.acked, f.unsaved, f.lastCommit = nil, 0, time.Now()
+	f.committed, f.uncommitted, f.lastCommit = a, 0, time.Now()
+	f.savedOffset.Store(a.pos.Offset)
 }
 
-// publish publishes one entry until JetStream acknowledges it; false when
-// ctx ended first.
-func (f *follower) publish(ctx context.Context, e logline.Entry[tail.Line]) bool {
-	ev := f.event(e, time.Now())
-	if err := f.r.pub.PublishRetry(ctx, ev, f.log); err != nil {
-		if ctx.Err() != nil {
-			return false
-		}
-		// refused for good (e.g. too large): retrying would block the file forever
-		f.log.Error("log entry refused by JetStream, skipped", "offset", e.First.Start, "err", err)
-	}
-	pos := e.Last.Pos
-	f.acked = &pos
-	f.unsaved++
-	return true
-}
-
-// event builds the LogLine event of an entry.
-func (f *follower) event(e logline.Entry[tail.Line], now time.Time) *pb.Event {
-	cfg := f.r.cfg
-	ev := &pb.Event{
-		Tenant:       cfg.Tenant,
-		PbxId:        cfg.PBXID,
-		Source:       pb.Source_SOURCE_LOG,
-		ReceivedTime: timestamppb.New(now),
-		Payload: &pb.Event_LogLine{LogLine: &pb.LogLine{
-			File:         f.tl.Path(),
-			Level:        e.Level,
-			Message:      e.Message,
-			CallId:       e.CallID,
-			ThreadId:     e.ThreadID,
-			SourceFile:   e.SourceFile,
-			SourceLine:   int32(e.SourceLine),
-			Function:     e.Function,
-			VerboseLevel: uint32(e.VerboseLevel),
-		}},
-	}
-	if e.HasTime() {
-		ev.PbxTime = timestamppb.New(e.Time)
-	} else {
-		ev.PbxTime = ev.ReceivedTime
-	}
-	if ch := logline.Channel(e.Message); ch != "" {
-		ev.Refs = &pb.PbxRefs{Channel: ch, Endpoint: ami.EndpointOfChannel(ch)}
-	}
-	ev.Id = eventID(cfg.Tenant, cfg.PBXID, e)
-	return ev
-}
-
-// eventID is a UUIDv7 whose time is the entry's log time and whose other
-// bits hash where the entry lies (file identity and offset) and its text: an
-// entry read twice (a crash between ack and position save) gets the same
-// id, and JetStream's duplicate window stores it once. Entries without a
-// readable date get a random UUIDv7.
-func eventID(tenant, pbx string, e logline.Entry[tail.Line]) string {
-	if !e.HasTime() {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return uuid.NewString()
-		}
-		return id.String()
-	}
-	h := sha256.New()
-	var nums [24]byte
-	binary.BigEndian.PutUint64(nums[0:], e.First.Pos.Dev)
-	binary.BigEndian.PutUint64(nums[8:], e.First.Pos.Ino)
-	binary.BigEndian.PutUint64(nums[16:], uint64(e.First.Start))
-	h.Write([]byte(tenant + "\x00" + pbx + "\x00" + e.First.Pos.Path + "\x00"))
-	h.Write(nums[:])
-	h.Write([]byte(e.RawTime + "\x00" + e.Message))
-	sum := h.Sum(nil)
-
-	var u uuid.UUID
-	ms := uint64(max(e.Time.UnixMilli(), 0))
-	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	copy(u[6:], sum[:10])
-	u[6] = 0x70 | u[6]&0x0f // version 7
-	u[8] = 0x80 | u[8]&0x3f // RFC 9562 variant
-	return u.String()
-}
+// String is for logs.
+func (f *follower) String() string { return fmt.Sprintf("follower(%s)", f.tl.Path()) }

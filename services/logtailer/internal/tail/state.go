@@ -36,6 +36,8 @@ type stateFile struct {
 	HeadLen int       `json:"head_len,omitempty"`
 	Head    string    `json:"head,omitempty"`
 	Updated time.Time `json:"updated"`
+	// Meta is the caller's data saved with the position (CommitMeta).
+	Meta json.RawMessage `json:"meta,omitempty"`
 }
 
 // headSize is how much of a file's beginning is fingerprinted.
@@ -88,8 +90,8 @@ func loadState(dir, path string) (stateFile, bool, error) {
 
 // saveState writes the position atomically: a temporary file, synced, then
 // renamed over the previous state.
-func saveState(dir string, p Position, h head) error {
-	b, err := json.Marshal(stateFile{Position: p, HeadLen: h.n, Head: h.sum, Updated: time.Now().UTC()})
+func saveState(dir string, p Position, h head, meta json.RawMessage) error {
+	b, err := json.Marshal(stateFile{Position: p, HeadLen: h.n, Head: h.sum, Updated: time.Now().UTC(), Meta: meta})
 	if err != nil {
 		return err
 	}

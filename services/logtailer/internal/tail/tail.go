@@ -11,20 +11,27 @@
 // (a different file at the path: the old one is read to its end first, then
 // the new one from its start, also across a restart as long as the rotated
 // file sits next to the path, e.g. full.1); copy-truncate (the file got
-// shorter than the position: start again at 0); deletion and re-creation.
-// Not detected: a copy-truncate after which the file grew past the old
-// position before the next poll.
+// shorter than the position, or its first line changed: start again at 0,
+// so also when it grew past the old position before the next poll);
+// deletion and re-creation. Lost in a copy-truncate: what was written
+// between the copy and the truncation and not read yet, as with any
+// copy-truncate.
 package tail
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -56,6 +63,11 @@ type Line struct {
 	Pos Position
 	// Truncated: the line was longer than MaxLine and was cut.
 	Truncated bool
+	// FileID identifies the content the line belongs to: the file's device
+	// and inode and a fingerprint of its first line, so that a file
+	// truncated and written again (copy-truncate rotation) gets a new one.
+	// With Start it is a stable key of the line, also across restarts.
+	FileID string
 }
 
 // Tailer follows one path. It is not safe for concurrent use.
@@ -80,6 +92,10 @@ type Tailer struct {
 	rotatedSeen bool // a new file is at the path; one more read of the old one was done
 
 	heads map[Identity]head // fingerprints of the files followed
+
+	savedMeta json.RawMessage // Meta of the state found at Open
+
+	fileID string // of the open file's content; "" until computed
 }
 
 // Open returns a tailer for path, resuming at its saved position. The file
@@ -116,6 +132,7 @@ func (t *Tailer) resume() error {
 	if err != nil {
 		return err
 	}
+	t.savedMeta = st.Meta
 	fi, statErr := os.Stat(t.path)
 	if statErr != nil && !errors.Is(statErr, os.ErrNotExist) {
 		return fmt.Errorf("tail: %w", statErr)
@@ -214,7 +231,7 @@ func (t *Tailer) openAt(name string, offset int64) error {
 		f.Close()
 		return fmt.Errorf("tail: %w", err)
 	}
-	t.f, t.id, t.name = f, identityOf(fi), name
+	t.f, t.id, t.name, t.fileID = f, identityOf(fi), name, ""
 	t.off, t.buf, t.r = offset, t.buf[:0], 0
 	t.skipping, t.rotatedSeen = false, false
 	t.log.Debug("following", "name", name, "offset", offset)
@@ -231,8 +248,18 @@ func (t *Tailer) Close() error {
 	return err
 }
 
+// SavedMeta returns the meta data saved with the position found at Open
+// (nil if none). It was saved with a position in the file that was followed
+// then, whether or not that file is still there.
+func (t *Tailer) SavedMeta() json.RawMessage { return t.savedMeta }
+
 // Commit saves p (a Line.Pos of this tailer) as the resume position.
-func (t *Tailer) Commit(p Position) error {
+func (t *Tailer) Commit(p Position) error { return t.CommitMeta(p, nil) }
+
+// CommitMeta saves p as the resume position together with meta, the
+// caller's data that must stay consistent with it (both are written in one
+// atomic file replacement).
+func (t *Tailer) CommitMeta(p Position, meta json.RawMessage) error {
 	h := t.heads[p.Identity]
 	if h.n < headSize && h.n < int(min(p.Offset, headSize)) && t.f != nil && p.Identity == t.id {
 		if nh, err := readHead(t.f, p.Offset); err == nil {
@@ -243,7 +270,7 @@ func (t *Tailer) Commit(p Position) error {
 	if int64(h.n) > p.Offset { // cannot happen for positions of this file; be safe
 		h = head{}
 	}
-	return saveState(t.opt.StateDir, p, h)
+	return saveState(t.opt.StateDir, p, h, meta)
 }
 
 // Next waits for the next complete line.
@@ -272,6 +299,13 @@ func (t *Tailer) TryNext() (l Line, ok bool, err error) {
 	for {
 		if l, ok := t.take(); ok {
 			return l, true, nil
+		}
+		if t.rewritten() {
+			t.log.Warn("file truncated and written again; reading from the beginning", "offset", t.off+int64(len(t.buf)-t.r))
+			if err := t.restart(); err != nil {
+				return Line{}, false, err
+			}
+			continue
 		}
 		n, err := t.fill()
 		if n > 0 {
@@ -318,10 +352,10 @@ func (t *Tailer) atEOF() (Line, bool, error) {
 		var last Line
 		var ok bool
 		if t.skipping {
-			last, ok = Line{Text: t.skipText, Start: t.skipStart, Pos: t.pos(t.off), Truncated: true}, true
+			last, ok = Line{Text: t.skipText, Start: t.skipStart, Pos: t.pos(t.off), Truncated: true, FileID: t.currentFileID()}, true
 		} else if rest := t.buf[t.r:]; len(rest) > 0 {
 			// the unterminated last line of a finished file
-			last, ok = Line{Text: string(rest), Start: t.off, Pos: t.pos(t.off + int64(len(rest)))}, true
+			last, ok = Line{Text: string(rest), Start: t.off, Pos: t.pos(t.off + int64(len(rest))), FileID: t.currentFileID()}, true
 		}
 		t.log.Info("file rotated; following the new one", "old", t.name, "at", t.off+int64(len(t.buf)-t.r))
 		t.f.Close()
@@ -336,14 +370,55 @@ func (t *Tailer) atEOF() (Line, bool, error) {
 	}
 	if read := t.off + int64(len(t.buf)-t.r); fi.Size() < read {
 		t.log.Warn("file truncated; reading from the beginning", "size", fi.Size(), "offset", read)
-		if _, err := t.f.Seek(0, io.SeekStart); err != nil {
-			return Line{}, false, fmt.Errorf("tail: %w", err)
+		if err := t.restart(); err != nil {
+			return Line{}, false, err
 		}
-		t.off, t.buf, t.r, t.skipping = 0, t.buf[:0], 0, false
-		delete(t.heads, t.id)
 		return t.TryNext()
 	}
 	return Line{}, false, nil
+}
+
+// fingerprintSize is how much of a file's first line its FileID covers: a
+// log line starts with its date, so this tells two contents of one inode
+// apart.
+const fingerprintSize = 64
+
+// currentFileID returns the FileID of the open file. It is only called
+// while handing out a line, so the file's first line is complete.
+func (t *Tailer) currentFileID() string {
+	if t.fileID == "" {
+		t.fileID = strconv.FormatUint(t.id.Dev, 16) + ":" + strconv.FormatUint(t.id.Ino, 16) + ":" + t.fingerprint()
+	}
+	return t.fileID
+}
+
+// fingerprint hashes the start of the open file's first line.
+func (t *Tailer) fingerprint() string {
+	var b [fingerprintSize]byte
+	n, _ := t.f.ReadAt(b[:], 0)
+	first := b[:n]
+	if i := bytes.IndexByte(first, '\n'); i >= 0 {
+		first = first[:i]
+	}
+	sum := sha256.Sum256(first)
+	return hex.EncodeToString(sum[:4])
+}
+
+// rewritten reports whether the open file's first line is no longer the
+// one it had: it was truncated and written again (copy-truncate), perhaps
+// already past the position reached, which its size alone would not show.
+func (t *Tailer) rewritten() bool {
+	return t.fileID != "" && !strings.HasSuffix(t.fileID, ":"+t.fingerprint())
+}
+
+// restart reads the open file again from its beginning (it was truncated).
+func (t *Tailer) restart() error {
+	if _, err := t.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("tail: %w", err)
+	}
+	t.off, t.buf, t.r, t.skipping, t.fileID = 0, t.buf[:0], 0, false, ""
+	delete(t.heads, t.id)
+	return nil
 }
 
 func (t *Tailer) pos(off int64) Position {
@@ -374,7 +449,7 @@ func (t *Tailer) take() (Line, bool) {
 		t.off += int64(i + 1)
 		t.r += i + 1
 		t.skipping = false
-		return Line{Text: t.skipText, Start: t.skipStart, Pos: t.pos(t.off), Truncated: true}, true
+		return Line{Text: t.skipText, Start: t.skipStart, Pos: t.pos(t.off), Truncated: true, FileID: t.currentFileID()}, true
 	}
 	if i < 0 {
 		if len(rest) > t.opt.MaxLine {
@@ -384,7 +459,7 @@ func (t *Tailer) take() (Line, bool) {
 		}
 		return Line{}, false
 	}
-	l := Line{Start: t.off}
+	l := Line{Start: t.off, FileID: t.currentFileID()}
 	if i > t.opt.MaxLine {
 		l.Text, l.Truncated = string(rest[:t.opt.MaxLine]), true
 	} else {

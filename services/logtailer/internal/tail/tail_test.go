@@ -2,6 +2,7 @@ package tail
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -306,5 +307,76 @@ func TestNextHonoursContext(t *testing.T) {
 	defer cancel()
 	if _, err := tl.Next(ctx); err == nil {
 		t.Fatal("Next returned without a line")
+	}
+}
+
+// TestCommitMeta: the caller's data is saved with the position in one
+// atomic write and found again by the next tailer, also when the file it
+// belonged to was rotated away meanwhile.
+func TestCommitMeta(t *testing.T) {
+	cases := []struct {
+		name   string
+		meta   string
+		rotate bool
+	}{
+		{"same file", `{"minute":29876543,"counts":{"notice":3}}`, false},
+		{"rotated while down", `{"n":1}`, true},
+		{"nothing saved", ``, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.write("a\nb\n")
+			tl := e.open(Options{})
+			if m := tl.SavedMeta(); m != nil {
+				t.Fatalf("meta %s before any commit", m)
+			}
+			got := drain(t, tl)
+			if err := tl.CommitMeta(got[0].Pos, json.RawMessage(tc.meta)); err != nil {
+				t.Fatal(err)
+			}
+			tl.Close()
+			if tc.rotate {
+				if err := os.Rename(e.path, e.path+".1"); err != nil {
+					t.Fatal(err)
+				}
+				e.write("c\n")
+			}
+			tl2 := e.open(Options{})
+			if string(tl2.SavedMeta()) != tc.meta {
+				t.Errorf("meta %q, want %q", tl2.SavedMeta(), tc.meta)
+			}
+			want := []string{"b"}
+			if tc.rotate {
+				want = append(want, "c")
+			}
+			expect(t, drain(t, tl2), want...)
+		})
+	}
+}
+
+// TestFileID: a line's FileID changes with the file's content (rotation,
+// copy-truncate), not with reading further or restarting.
+func TestFileID(t *testing.T) {
+	e := newEnv(t)
+	e.write("[2026-11-21 19:10:00.000] first\nsecond\n")
+	tl := e.open(Options{})
+	got := drain(t, tl)
+	id := got[0].FileID
+	if id == "" || got[1].FileID != id {
+		t.Fatalf("ids %q %q", id, got[1].FileID)
+	}
+	if err := tl.Commit(got[0].Pos); err != nil {
+		t.Fatal(err)
+	}
+	tl.Close()
+	tl = e.open(Options{}) // resumed mid-file
+	if got := drain(t, tl); len(got) != 1 || got[0].FileID != id {
+		t.Fatalf("after restart %+v, want id %q", got, id)
+	}
+	e.writeFile(e.path, "[2026-11-21 19:11:00.000] after the truncation\n", os.O_TRUNC)
+	got = drain(t, tl)
+	if len(got) != 1 || got[0].FileID == id || got[0].Start != 0 {
+		t.Fatalf("after copy-truncate %+v, old id %q", got, id)
 	}
 }
