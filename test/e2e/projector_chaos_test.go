@@ -52,8 +52,9 @@ const chaosTenant = "acme"
 
 // TestProjectorChaos streams 100,000 generated events (eventgen: several
 // PBXs, overlapping calls of every kind, registrations, queues, link drops
-// and resyncs) into JetStream while the projector is killed with SIGKILL
-// at random moments and restarted, and Postgres is crash-restarted once.
+// and resyncs; plus about 0.5% stored twice, past JetStream's duplicate
+// window) into JetStream while the projector is killed with SIGKILL at
+// random moments and restarted, and Postgres is crash-restarted once.
 // Once the projector has applied the whole stream, a second projector
 // replays the same stream into an empty database; every projection table
 // (found in the catalog, so that new ones are covered) must then hold the
@@ -109,9 +110,11 @@ func TestProjectorChaos(t *testing.T) {
 	// grows and not only while the projector catches up.
 	gen := eventgen.New(eventgen.Config{Tenant: chaosTenant, Seed: seed, PBXs: 3, Extensions: 20, Trunks: 2, ConcurrentCalls: 6})
 	events := make([]*pb.Event, 0, total)
+	dups := 0
 	pubDone := make(chan error, 1)
 	go func() {
 		const rate = 4000 // events per second
+		prng := rand.New(rand.NewPCG(seed, 1))
 		start := time.Now()
 		for len(events) < total {
 			chunk := gen.Take(min(1000, total-len(events)))
@@ -119,6 +122,21 @@ func TestProjectorChaos(t *testing.T) {
 			if err := eventgen.Publish(ctx, js, chunk); err != nil {
 				pubDone <- err
 				return
+			}
+			// A few recent events are stored a second time, as when a
+			// collector publishes again after JetStream's duplicate window:
+			// the projector must apply each once, across its restarts too.
+			for range prng.IntN(10) {
+				ev := events[len(events)-1-prng.IntN(min(len(events), 5000))]
+				msg, err := bus.Message(ev)
+				if err == nil {
+					_, err = js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.GetId()+"/again"))
+				}
+				if err != nil {
+					pubDone <- fmt.Errorf("publish a duplicate: %w", err)
+					return
+				}
+				dups++
 			}
 			ahead := time.Until(start.Add(time.Duration(len(events)) * time.Second / rate))
 			select {
@@ -144,7 +162,7 @@ func TestProjectorChaos(t *testing.T) {
 				t.Fatalf("publish: %v", err)
 			}
 			published = true
-			t.Logf("published %d events in %s", total, time.Since(began).Round(time.Millisecond))
+			t.Logf("published %d events and %d duplicates in %s", total, dups, time.Since(began).Round(time.Millisecond))
 			continue
 		case <-time.After(time.Duration(150+rng.IntN(2350)) * time.Millisecond):
 		}
@@ -618,7 +636,7 @@ func relatedEvents(key string, events []*pb.Event) string {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n    %d events name %s (#n: stream sequence, as published in order):", len(hits), strings.Join(needles, " "))
+	fmt.Fprintf(&b, "\n    %d events name %s (#n: position in the generated stream):", len(hits), strings.Join(needles, " "))
 	const first, last = 8, 17 // the beginning, and the latest (what the row should say now)
 	for j, i := range hits {
 		if len(hits) > first+last && j == first {
