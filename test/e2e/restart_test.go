@@ -17,7 +17,7 @@ import (
 	"github.com/pbxpulse/pbxpulse/pkg/testenv"
 )
 
-var projectionTables = []string{"pbx_status", "endpoints", "contacts", "calls", "channels", "trunk_registrations"}
+var projectionTables = []string{"pbx_status", "endpoints", "calls", "trunk_registrations", "queues", "call_history", "trunk_health"}
 
 // dump returns every projection row of a database as sorted JSON lines.
 func dump(t *testing.T, dsn string) map[string][]string {
