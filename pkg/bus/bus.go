@@ -260,5 +260,9 @@ func AppendMessage(buf []byte, ev *pb.Event) (*nats.Msg, error) {
 	return &nats.Msg{Subject: subj, Data: data, Header: nats.Header{"Content-Type": eventContentType}}, nil
 }
 
+// ContentType is the Content-Type header value of every pbxpulse message,
+// for publishers that build their messages themselves. Do not modify.
+var ContentType = eventContentType
+
 // eventContentType is shared by every message: nats.go only reads it.
 var eventContentType = []string{"application/protobuf; proto=pbxpulse.v1.Event"}

@@ -36,6 +36,12 @@ func LogStreamSubjects(tenant string) []string {
 	return []string{"pbx." + tenant + ".*.log.>", "pbx." + tenant + ".*." + DomainLogStats}
 }
 
+// LogSubject is where a PBX's log entries of an Asterisk level are
+// published: pbx.<tenant>.<pbx>.log.<level token>.
+func LogSubject(tenant, pbx, level string) string {
+	return "pbx." + tenant + "." + pbx + ".log." + token(level)
+}
+
 // LogStatsSubject is where the per-minute log counts of a PBX are published
 // (pbx may be "*" to match every PBX of the tenant).
 func LogStatsSubject(tenant, pbx string) string {
@@ -71,7 +77,7 @@ func EventSubject(ev *pb.Event) (string, error) {
 	case "":
 		return "", fmt.Errorf("bus: event %s has no payload", ev.GetId())
 	case DomainLog:
-		return "pbx." + ev.GetTenant() + "." + ev.GetPbxId() + ".log." + t, nil
+		return "pbx." + ev.GetTenant() + "." + ev.GetPbxId() + ".log." + t, nil // = LogSubject
 	case DomainLogStats:
 		return LogStatsSubject(ev.GetTenant(), ev.GetPbxId()), nil
 	}

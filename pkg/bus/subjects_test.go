@@ -38,6 +38,12 @@ func TestEventSubject(t *testing.T) {
 			t.Errorf("%T: %q %v, want %q", tc.ev.Payload, got, err, tc.want)
 		}
 	}
+	for _, level := range []string{"WARNING", "a.b", "", "MY_LEVEL2"} {
+		ev := &pb.Event{Tenant: "acme", PbxId: "pbx1", Payload: &pb.Event_LogBatch{LogBatch: &pb.LogBatch{Level: level}}}
+		if want, _ := EventSubject(ev); LogSubject("acme", "pbx1", level) != want {
+			t.Errorf("LogSubject(%q) = %q, want %q", level, LogSubject("acme", "pbx1", level), want)
+		}
+	}
 	if _, err := EventSubject(&pb.Event{Tenant: "acme", PbxId: "p"}); err == nil {
 		t.Error("an event without payload got a subject")
 	}

@@ -17,14 +17,15 @@ type Entry[P any] struct {
 // entry is complete when the next header line arrives, or when the caller
 // decides the writer has finished it (Flush, e.g. after a quiet period).
 type Joiner[P any] struct {
-	parser *Parser
-	pend   *Entry[P]
+	parser  *Parser
+	pend    Entry[P] // valid when pending
+	pending bool
 }
 
 // NewJoiner returns a joiner using p (the default parser if nil).
 func NewJoiner[P any](p *Parser) *Joiner[P] {
 	if p == nil {
-		p = defaultParser
+		p = NewParser(nil)
 	}
 	return &Joiner[P]{parser: p}
 }
@@ -35,9 +36,9 @@ func (j *Joiner[P]) Add(raw string, pos P) (done Entry[P], ok bool) {
 	l, err := j.parser.Parse(raw)
 	if err != nil { // a continuation
 		text, cut := Sanitize(raw, j.parser.MaxBytes)
-		if j.pend == nil {
+		if !j.pending {
 			// nothing to continue (we started mid-message): an entry of its own
-			j.pend = &Entry[P]{Line: Line{Message: text, Truncated: cut}, First: pos, Last: pos, Lines: 1}
+			j.pend, j.pending = Entry[P]{Line: Line{Message: text, Truncated: cut}, First: pos, Last: pos, Lines: 1}, true
 			return done, false
 		}
 		j.appendText(text)
@@ -45,13 +46,13 @@ func (j *Joiner[P]) Add(raw string, pos P) (done Entry[P], ok bool) {
 		j.pend.Lines++
 		return done, false
 	}
-	done, ok = j.Flush()
-	j.pend = &Entry[P]{Line: l, First: pos, Last: pos, Lines: 1}
+	done, ok = j.pend, j.pending
+	j.pend, j.pending = Entry[P]{Line: l, First: pos, Last: pos, Lines: 1}, true
 	return done, ok
 }
 
 func (j *Joiner[P]) appendText(text string) {
-	e := j.pend
+	e := &j.pend
 	if e.Truncated {
 		return // already at the cap: the rest is dropped
 	}
@@ -72,15 +73,15 @@ func (j *Joiner[P]) appendText(text string) {
 }
 
 // Pending reports whether an entry is waiting for more lines.
-func (j *Joiner[P]) Pending() bool { return j.pend != nil }
+func (j *Joiner[P]) Pending() bool { return j.pending }
 
 // Flush returns the pending entry, if any, as complete.
 func (j *Joiner[P]) Flush() (Entry[P], bool) {
-	if j.pend == nil {
+	if !j.pending {
 		var zero Entry[P]
 		return zero, false
 	}
-	e := *j.pend
-	j.pend = nil
+	e := j.pend
+	j.pend, j.pending = Entry[P]{}, false
 	return e, true
 }

@@ -61,6 +61,7 @@ type Line struct {
 func (l Line) HasTime() bool { return !l.Time.IsZero() }
 
 // Parser parses lines; the zero value is not usable, use NewParser or Parse.
+// A Parser is not safe for concurrent use.
 type Parser struct {
 	// Location is the PBX's time zone (log dates carry none).
 	Location *time.Location
@@ -68,6 +69,10 @@ type Parser struct {
 	Now func() time.Time
 	// MaxBytes caps the message.
 	MaxBytes int
+
+	// the last date read: consecutive lines mostly share it
+	lastStamp string
+	lastTime  time.Time
 }
 
 // NewParser returns a parser for logs written in loc (time.Local if nil).
@@ -78,10 +83,8 @@ func NewParser(loc *time.Location) *Parser {
 	return &Parser{Location: loc, Now: time.Now, MaxBytes: DefaultMaxBytes}
 }
 
-var defaultParser = NewParser(nil)
-
 // Parse parses one line with the local time zone and the current year.
-func Parse(line string) (Line, error) { return defaultParser.Parse(line) }
+func Parse(line string) (Line, error) { return NewParser(nil).Parse(line) }
 
 // Sanitize removes the line terminator, makes the text valid UTF-8 and caps
 // it at max bytes (appending TruncatedMarker); it reports whether it cut.
@@ -128,7 +131,12 @@ func (p *Parser) Parse(raw string) (Line, error) {
 	}
 	rest = strings.TrimPrefix(rest, " ")
 	l := Line{RawTime: stamp, Truncated: truncated}
-	l.Time = p.parseTime(stamp)
+	if stamp == p.lastStamp && stamp != "" {
+		l.Time = p.lastTime
+	} else {
+		l.Time = p.parseTime(stamp)
+		p.lastStamp, p.lastTime = stamp, l.Time
+	}
 
 	level, tid, callID, after, ok := parseLevel(rest)
 	if !ok {

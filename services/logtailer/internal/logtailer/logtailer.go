@@ -267,9 +267,19 @@ type follower struct {
 	lastCommit  time.Time
 	committed   *record
 
+	// now is the time, taken every clockEvery entries and when the file is
+	// quiet: close enough for the receive time of a batch and the minute of
+	// an undated entry, and a clock read per line is measurable.
+	now      time.Time
+	sinceNow int
+	sent     bool // a record was sent since the last poll
+
 	// for tests and metrics: offsets of the last line read and saved
 	readOffset, savedOffset atomic.Int64
 }
+
+// clockEvery is how many entries may share one reading of the clock.
+const clockEvery = 64
 
 // stopTimeout is how long a stopping follower waits for what it sent.
 const stopTimeout = 3 * time.Second
@@ -278,6 +288,12 @@ func (f *follower) run(ctx context.Context) {
 	j := logline.NewJoiner[tail.Line](f.parser)
 	poll := f.r.cfg.Poll
 	var idleSince time.Time
+	// A file that was just written to is looked at again soon, then less
+	// and less often down to every poll interval: a busy file is followed
+	// closely, a quiet one costs a stat per interval.
+	var soon time.Duration
+	timer := time.NewTimer(poll)
+	defer timer.Stop()
 	f.lastCommit = time.Now()
 	defer f.stop()
 	for ctx.Err() == nil {
@@ -287,18 +303,22 @@ func (f *follower) run(ctx context.Context) {
 		}
 		if ok {
 			f.readOffset.Store(l.Pos.Offset)
-			idleSince = time.Time{}
+			idleSince, soon = time.Time{}, time.Millisecond
 			if e, done := j.Add(l.Text, l); done {
 				if f.entry(ctx, e) != nil {
 					return
 				}
 			}
-			if f.pipe.poll(ctx) != nil {
-				return
+			if f.sent { // acknowledgements matter once something was sent
+				f.sent = false
+				if f.pipe.poll(ctx) != nil {
+					return
+				}
+				f.maybeCommit(false)
 			}
-			f.maybeCommit(false)
 			continue
 		}
+		f.now = time.Now()
 		// Nothing more to read now. An entry still waiting for continuation
 		// lines is complete once the file stayed quiet for a poll interval:
 		// Asterisk writes a multi-line message at once.
@@ -325,10 +345,18 @@ func (f *follower) run(ctx context.Context) {
 			return
 		}
 		f.maybeCommit(true)
+		wait := poll
+		if soon > 0 {
+			wait, soon = soon, 2*soon
+			if soon >= poll {
+				soon = 0
+			}
+		}
+		timer.Reset(wait)
 		acked, failed := f.pipe.headDone()
 		select {
 		case <-ctx.Done():
-		case <-time.After(poll):
+		case <-timer.C:
 		case <-acked: // wake up to commit sooner
 			f.pipe.headSettled(ctx, nil)
 		case err := <-failed:
@@ -357,7 +385,10 @@ func (f *follower) stop() {
 // entry takes one complete entry: counts it, adds it to the open batch and
 // publishes it as a security event when it is one.
 func (f *follower) entry(ctx context.Context, e logline.Entry[tail.Line]) error {
-	now := time.Now()
+	if f.sinceNow++; f.sinceNow >= clockEvery || f.now.IsZero() {
+		f.now, f.sinceNow = time.Now(), 0
+	}
+	now := f.now
 	minute, closes := f.stats.place(e.Time, now)
 	if !f.batch.fits(e) || closes {
 		if err := f.seal(ctx); err != nil {
@@ -408,6 +439,7 @@ func (f *follower) seal(ctx context.Context) error {
 	}
 	f.sealed, f.hasSealed = r.pos, true
 	r.commit, r.stats = true, f.stats.snapshot()
+	f.sent = true
 	return f.pipe.send(ctx, r)
 }
 

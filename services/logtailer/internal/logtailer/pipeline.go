@@ -18,7 +18,7 @@ import (
 // They bound the memory of a follower whatever the file size: while NATS is
 // slow or away the follower stops reading and the lines wait on disk.
 const (
-	maxInFlight      = 64
+	maxInFlight      = 256
 	maxInFlightBytes = 4 << 20
 	ackTimeout       = 5 * time.Second
 )
