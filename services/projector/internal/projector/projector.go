@@ -34,7 +34,7 @@ type Config struct {
 	// Tenant whose events this projector applies (a deployment per tenant).
 	Tenant string `env:"TENANT" envDefault:"default"`
 	// BatchSize is the most events applied in one transaction.
-	BatchSize int `env:"PROJECTOR_BATCH_SIZE" envDefault:"1000"`
+	BatchSize int `env:"PROJECTOR_BATCH_SIZE" envDefault:"2500"`
 	// BatchDelay bounds how long an event waits for its batch to fill.
 	BatchDelay time.Duration `env:"PROJECTOR_BATCH_DELAY" envDefault:"5ms"`
 	// DeltaRetention is how many past deltas are kept for catching up.
@@ -170,7 +170,7 @@ func (p *projector) runOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * p.cfg.BatchSize))
+	it, err := cons.Messages(jetstream.PullMaxMessages(min(2*p.cfg.BatchSize, 2000)))
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
