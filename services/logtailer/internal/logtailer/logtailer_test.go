@@ -224,6 +224,58 @@ func TestBackPressure(t *testing.T) {
 	}
 }
 
+// TestRestartMidFile: stopped in the middle of a large file and started
+// again, the tailer publishes every entry exactly once.
+func TestRestartMidFile(t *testing.T) {
+	srv := testenv.NATS(t)
+	js := connect(t, srv.ClientURL())
+	dir := t.TempDir()
+	full := filepath.Join(dir, "full")
+	capLines := readLines(t, capture)
+	body := strings.Join(capLines, "\n") + "\n"
+	appendFile(t, full, strings.Repeat(body, 8))
+	want := 8 * len(capLines)
+	cfg := testConfig(srv.ClientURL(), dir)
+	saved := int64(0)
+	for run := 1; ; run++ {
+		p := start(t, cfg)
+		f := func() *follower {
+			var f *follower
+			testenv.Eventually(t, 10*time.Second, func() error {
+				if f = p.follower(full); f == nil {
+					return fmt.Errorf("not following yet")
+				}
+				return nil
+			})
+			return f
+		}()
+		testenv.Eventually(t, 30*time.Second, func() error { // some way further, or the end
+			if read := f.readOffset.Load(); read < saved+300<<10 && f.savedOffset.Load() < int64(len(body)*8) {
+				return fmt.Errorf("read up to %d", read)
+			}
+			return nil
+		})
+		p.stop()
+		if s := f.savedOffset.Load(); s <= saved {
+			t.Fatalf("run %d saved %d, the run before %d", run, s, saved)
+		}
+		saved = f.savedOffset.Load()
+		if saved == int64(len(body)*8) {
+			t.Logf("%d runs", run)
+			break
+		}
+
+	}
+	got := readLogs(t, js)
+	keys := map[string]bool{}
+	for _, e := range got.entries {
+		keys[e.key()] = true
+	}
+	if len(got.entries) != want || len(keys) != want {
+		t.Errorf("stream holds %d entries (%d distinct), want %d", len(got.entries), len(keys), want)
+	}
+}
+
 // TestRotation follows a file through each kind of rotation: every entry
 // is published once, in order.
 func TestRotation(t *testing.T) {
