@@ -7,7 +7,6 @@ package logtailer
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -273,6 +272,9 @@ type follower struct {
 	now      time.Time
 	sinceNow int
 	sent     bool // a record was sent since the last poll
+	// unsent: stopped while sending; the counts include entries that are
+	// read again at the next start, so they are not published now
+	unsent bool
 
 	// for tests and metrics: offsets of the last line read and saved
 	readOffset, savedOffset atomic.Int64
@@ -373,7 +375,7 @@ func (f *follower) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	// (an entry still pending in j may yet grow: it is read again next time)
-	if f.seal(ctx) == nil && f.stats.Dirty {
+	if !f.unsent && f.seal(ctx) == nil && f.stats.Dirty {
 		_ = f.publishStats(ctx)
 	}
 	if err := f.pipe.drain(ctx); err != nil {
@@ -418,7 +420,7 @@ func (f *follower) entry(ctx context.Context, e logline.Entry[tail.Line]) error 
 		if err != nil {
 			return err
 		}
-		if err := f.pipe.send(ctx, r); err != nil {
+		if err := f.send(ctx, r); err != nil {
 			return err
 		}
 	}
@@ -440,7 +442,7 @@ func (f *follower) seal(ctx context.Context) error {
 	f.sealed, f.hasSealed = r.pos, true
 	r.commit, r.stats = true, f.stats.snapshot()
 	f.sent = true
-	return f.pipe.send(ctx, r)
+	return f.send(ctx, r)
 }
 
 // publishStats publishes the open minute's counts (no batch is open).
@@ -453,7 +455,15 @@ func (f *follower) publishStats(ctx context.Context) error {
 	if f.hasSealed {
 		r.commit, r.pos, r.stats = true, f.sealed, f.stats.snapshot()
 	}
-	return f.pipe.send(ctx, r)
+	return f.send(ctx, r)
+}
+
+func (f *follower) send(ctx context.Context, r *record) error {
+	err := f.pipe.send(ctx, r)
+	if err != nil {
+		f.unsent = true
+	}
+	return err
 }
 
 // maybeCommit saves the acknowledged position when enough entries passed,
@@ -482,6 +492,3 @@ func (f *follower) maybeCommit(force bool) {
 	f.committed, f.uncommitted, f.lastCommit = a, 0, time.Now()
 	f.savedOffset.Store(a.pos.Offset)
 }
-
-// String is for logs.
-func (f *follower) String() string { return fmt.Sprintf("follower(%s)", f.tl.Path()) }

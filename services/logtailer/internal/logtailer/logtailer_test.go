@@ -164,13 +164,14 @@ func TestBackPressure(t *testing.T) {
 	dir := t.TempDir()
 	full := filepath.Join(dir, "full")
 	capLines := readLines(t, capture)
-	appendFile(t, full, strings.Join(capLines[:100], "\n")+"\n")
+	initial := strings.Join(capLines[:100], "\n") + "\n"
+	appendFile(t, full, initial)
 	cfg := testConfig(srv.url(), dir)
 	p := start(t, cfg)
 	waitEntries(t, js, 100)
 	testenv.Eventually(t, 10*time.Second, func() error {
-		if f := p.follower(full); f == nil || f.savedOffset.Load() == 0 {
-			return fmt.Errorf("nothing saved yet")
+		if f := p.follower(full); f == nil || f.savedOffset.Load() != int64(len(initial)) {
+			return fmt.Errorf("not saved at the end yet")
 		}
 		return nil
 	})
@@ -186,7 +187,7 @@ func TestBackPressure(t *testing.T) {
 		b.WriteString(body)
 	}
 	appendFile(t, full, b.String())
-	size := int64(len(strings.Join(capLines[:100], "\n")+"\n") + b.Len())
+	size := int64(len(initial) + b.Len())
 
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if !f.pipe.stalled.Load() {

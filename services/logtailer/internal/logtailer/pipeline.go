@@ -85,7 +85,7 @@ func (p *pipeline) buffer() *[]byte {
 
 // send publishes r after the records before it; it blocks while the window
 // is full, and while NATS refuses (retrying). It returns an error only when
-// ctx ends.
+// ctx ends; r may then not have been sent.
 func (p *pipeline) send(ctx context.Context, r *record) error {
 	for len(p.fl) >= maxInFlight || len(p.fl) > 0 && p.bytes+len(r.msg.Data) > maxInFlightBytes {
 		if err := p.settleHead(ctx, true); err != nil {
@@ -230,6 +230,9 @@ func (p *pipeline) republish(ctx context.Context) error {
 			}
 			wait = min(wait*2, 2*time.Second)
 		}
+		// An async retry of this message may still be scheduled inside the
+		// client: its buffer is not reused.
+		r.buf = nil
 		p.pop()
 	}
 	p.stalled.Store(false)
