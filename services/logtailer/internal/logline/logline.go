@@ -145,7 +145,7 @@ func (p *Parser) Parse(raw string) (Line, error) {
 		if !l.HasTime() {
 			return Line{}, ErrContinuation
 		}
-		l.Message = strings.TrimRight(rest, " \t")
+		l.Message = strings.TrimRight(rest, " \t\r\n")
 		return l, nil
 	}
 	l.Level, l.ThreadID, l.CallID = level, tid, callID
@@ -158,7 +158,7 @@ func (p *Parser) Parse(raw string) (Line, error) {
 	if l.Level == "VERBOSE" {
 		l.VerboseLevel, after = verbosePrefix(after)
 	}
-	l.Message = strings.TrimRight(strings.TrimLeft(after, " "), " \t")
+	l.Message = strings.TrimRight(strings.TrimLeft(after, " "), " \t\r\n")
 	return l, nil
 }
 
@@ -349,10 +349,13 @@ func Format(l Line) string {
 	b.WriteString(" ")
 	if l.SourceFile != "" {
 		b.WriteString(l.SourceFile + ":")
-		if l.SourceLine > 0 {
+		if l.SourceLine > 0 || l.Function != "" {
 			b.WriteString(strconv.Itoa(l.SourceLine))
 			if l.Function != "" {
 				b.WriteString(" " + l.Function + ":")
+			} else {
+				// a second blank: a message starting "word:" is not a function
+				b.WriteString(" ")
 			}
 		}
 		b.WriteString(" ")
