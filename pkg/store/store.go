@@ -88,38 +88,54 @@ const enterTenant = `SELECT set_config('role', 'pbxpulse_tenant', true), set_con
 // send a whole transaction as one batch.
 func QueueEnterTenant(b *pgx.Batch, tenant string) { b.Queue(enterTenant, tenant) }
 
+// queryPosition reads a tenant's position; found is false when it has none.
+// lock takes the row for the rest of the transaction (FOR UPDATE).
+func queryPosition(ctx context.Context, q pgx.Tx, tenant string, lock bool) (pos Position, found bool, err error) {
+	sql := `SELECT gen, stream_seq, version FROM projector_position WHERE tenant=$1`
+	if lock {
+		sql += ` FOR UPDATE`
+	}
+	var seq, ver int64
+	err = q.QueryRow(ctx, sql, tenant).Scan(&pos.Gen, &seq, &ver)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Position{Gen: 1}, false, nil
+	}
+	if err != nil {
+		return pos, false, fmt.Errorf("read position: %w", err)
+	}
+	pos.StreamSeq, pos.Version = uint64(seq), uint64(ver)
+	return pos, true, nil
+}
+
 // ReadPosition reads a tenant's position, creating it (generation 1, empty)
 // the first time.
 func ReadPosition(ctx context.Context, q pgx.Tx, tenant string) (Position, error) {
-	var pos Position
-	var seq, ver int64
-	err := q.QueryRow(ctx, `SELECT gen, stream_seq, version FROM projector_position WHERE tenant=$1`, tenant).Scan(&pos.Gen, &seq, &ver)
-	if errors.Is(err, pgx.ErrNoRows) {
+	pos, found, err := queryPosition(ctx, q, tenant, false)
+	if err == nil && !found {
 		if _, err := q.Exec(ctx, `INSERT INTO projector_position (tenant, gen, stream_seq, version) VALUES ($1, 1, 0, 0) ON CONFLICT DO NOTHING`, tenant); err != nil {
 			return pos, fmt.Errorf("create position: %w", err)
 		}
-		return Position{Gen: 1}, nil
 	}
-	if err != nil {
-		return pos, fmt.Errorf("read position: %w", err)
+	return pos, err
+}
+
+// LockPosition reads a tenant's position and holds its row until the
+// transaction ends: a projector's commit waits meanwhile (a rebuild's swap).
+func LockPosition(ctx context.Context, q pgx.Tx, tenant string) (Position, error) {
+	pos, found, err := queryPosition(ctx, q, tenant, true)
+	if err == nil && !found {
+		err = fmt.Errorf("no position for tenant %s", tenant)
 	}
-	pos.StreamSeq, pos.Version = uint64(seq), uint64(ver)
-	return pos, nil
+	return pos, err
 }
 
 // ReadSnapshot reads a tenant's live views and their position. Run it in a
 // REPEATABLE READ transaction (InTenant) so that rows and version agree.
 func ReadSnapshot(ctx context.Context, q pgx.Tx, tenant string) (*pb.Snapshot, Position, error) {
-	var pos Position
-	var seq, ver int64
-	err := q.QueryRow(ctx, `SELECT gen, stream_seq, version FROM projector_position WHERE tenant=$1`, tenant).Scan(&pos.Gen, &seq, &ver)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return &pb.Snapshot{Tenant: tenant}, Position{Gen: 1}, nil
+	pos, found, err := queryPosition(ctx, q, tenant, false)
+	if err != nil || !found {
+		return &pb.Snapshot{Tenant: tenant}, pos, err
 	}
-	if err != nil {
-		return nil, pos, fmt.Errorf("read position: %w", err)
-	}
-	pos.StreamSeq, pos.Version = uint64(seq), uint64(ver)
 	snap := &pb.Snapshot{Tenant: tenant, Version: pos.Version}
 	if snap.Pbxs, err = readBodies[pb.PbxView](ctx, q, "pbx_status", "pbx_id", tenant, pos.Gen); err != nil {
 		return nil, pos, err
@@ -406,8 +422,41 @@ func QueueDelta(b *pgx.Batch, d *pb.Delta, pos Position) ([]byte, error) {
 		return nil, fmt.Errorf("encode delta %d: %w", d.Version, err)
 	}
 	body = append(body, changes...)
-	b.Queue(`INSERT INTO deltas (tenant, version, body, committed_at) VALUES ($1,$2,$3,$4)`, t, int64(d.Version), body, tm(d.CommittedAt))
+	queueDeltaRow(b, d, body)
 	return body, nil
+}
+
+func queueDeltaRow(b *pgx.Batch, d *pb.Delta, body []byte) {
+	b.Queue(`INSERT INTO deltas (tenant, version, body, committed_at) VALUES ($1,$2,$3,$4)`, d.Tenant, int64(d.Version), body, tsz(d.CommittedAt))
+}
+
+// QueueSwap queues, on b, what makes generation pos.Gen the one readers
+// use, at pos, and the delta d (marked rebuilt) that tells them; it
+// returns the encoded delta to announce. The caller holds the position
+// (LockPosition) and has queued the generation's live views.
+func QueueSwap(b *pgx.Batch, pos Position, d *pb.Delta) ([]byte, error) {
+	b.Queue(`UPDATE projector_position SET gen=$2, stream_seq=$3, version=$4 WHERE tenant=$1`,
+		d.Tenant, pos.Gen, int64(pos.StreamSeq), int64(d.Version))
+	body, err := proto.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode delta %d: %w", d.Version, err)
+	}
+	queueDeltaRow(b, d, body)
+	return body, nil
+}
+
+// ProjectionTables hold generation-numbered rows (all but deltas and the position).
+var ProjectionTables = []string{"pbx_status", "endpoints", "calls", "trunk_registrations", "queues", "call_history", "trunk_health", "projector_seen"}
+
+// DeleteGenerations deletes a tenant's rows of the generations matching
+// cond, an SQL condition on gen with $2 standing for gen ("gen < $2").
+func DeleteGenerations(ctx context.Context, q pgx.Tx, tenant, cond string, gen int32) error {
+	for _, t := range ProjectionTables {
+		if _, err := q.Exec(ctx, `DELETE FROM `+t+` WHERE tenant=$1 AND `+cond, tenant, gen); err != nil {
+			return fmt.Errorf("delete %s rows: %w", t, err)
+		}
+	}
+	return nil
 }
 
 // QueueSeen queues the record of the event ids a commit applied.
@@ -484,12 +533,4 @@ func tsz(t *timestamppb.Timestamp) pgtype.Timestamptz {
 		return pgtype.Timestamptz{}
 	}
 	return pgtype.Timestamptz{Time: t.AsTime(), Valid: true}
-}
-
-func tm(t *timestamppb.Timestamp) *time.Time {
-	if t == nil {
-		return nil
-	}
-	v := t.AsTime()
-	return &v
 }

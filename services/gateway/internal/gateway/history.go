@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
 	"github.com/pbxpulse/pbxpulse/pkg/projection"
@@ -26,11 +28,8 @@ func badRequest(w http.ResponseWriter, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
-func queryTime(q map[string][]string, name string) (time.Time, error) {
-	v := ""
-	if len(q[name]) > 0 {
-		v = q[name][0]
-	}
+func queryTime(q url.Values, name string) (time.Time, error) {
+	v := q.Get(name)
 	if v == "" {
 		return time.Time{}, nil
 	}
@@ -121,19 +120,16 @@ func writeHistoryCSV(w http.ResponseWriter, page store.HistoryPage) {
 	}
 	cw := csv.NewWriter(w)
 	_ = cw.Write(historyColumns)
-	ts := func(t interface{ AsTime() time.Time }) string {
-		if t == nil || t.AsTime().IsZero() {
+	ts := func(t *timestamppb.Timestamp) string {
+		if t == nil {
 			return ""
 		}
 		return t.AsTime().UTC().Format(time.RFC3339Nano)
 	}
 	for _, r := range page.Records {
-		row := []string{r.PbxId, r.Linkedid, ts(r.StartedAt), "", ts(r.EndedAt), strconv.FormatFloat(r.RingSeconds, 'f', 3, 64),
+		row := []string{r.PbxId, r.Linkedid, ts(r.StartedAt), ts(r.AnsweredAt), ts(r.EndedAt), strconv.FormatFloat(r.RingSeconds, 'f', 3, 64),
 			strconv.FormatFloat(r.TalkSeconds, 'f', 3, 64), r.Disposition, strconv.Itoa(int(r.HangupCause)), r.HangupBy,
 			r.CallerNum, r.CallerName, r.CalleeNum, r.CalleeName, r.Direction, r.Trunk, r.Queue, strings.Join(r.Parties, " ")}
-		if r.AnsweredAt != nil {
-			row[3] = ts(r.AnsweredAt)
-		}
 		for i, c := range row {
 			row[i] = safeCell(c)
 		}

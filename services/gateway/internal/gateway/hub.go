@@ -164,10 +164,7 @@ func (h *hub) broadcast(d *pb.Delta) {
 	if d.Rebuilt {
 		// The projection was rebuilt: what clients hold does not continue
 		// into it; each reconnects and reads a fresh snapshot.
-		for c := range h.clients {
-			delete(h.clients, c)
-			c.kick("projection rebuilt")
-		}
+		h.kickAll("projection rebuilt")
 		return
 	}
 	for c := range h.clients {
@@ -187,9 +184,15 @@ func (h *hub) resetClients(version uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.version = version
+	h.kickAll("history gap")
+}
+
+// kickAll disconnects every client; each reconnects and reads a snapshot.
+// The caller holds h.mu.
+func (h *hub) kickAll(reason string) {
 	for c := range h.clients {
 		delete(h.clients, c)
-		c.kick("history gap")
+		c.kick(reason)
 	}
 }
 

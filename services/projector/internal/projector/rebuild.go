@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
@@ -17,9 +16,6 @@ import (
 	"github.com/pbxpulse/pbxpulse/pkg/projection"
 	"github.com/pbxpulse/pbxpulse/pkg/store"
 )
-
-// projectionTables hold generation-numbered rows (all but deltas and the position).
-var projectionTables = []string{"pbx_status", "endpoints", "calls", "trunk_registrations", "queues", "call_history", "trunk_health", "projector_seen"}
 
 // Rebuild replays a tenant's stream (from its beginning, or from the first
 // event stored at or after from) into a new generation of every projection
@@ -52,7 +48,7 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, from time.Time) 
 			return err
 		}
 		// Rows left by an abandoned rebuild.
-		return deleteGenerations(ctx, tx, tenant, "gen > $2", live.Gen)
+		return store.DeleteGenerations(ctx, tx, tenant, "gen > $2", live.Gen)
 	})
 	if err != nil {
 		return fmt.Errorf("rebuild: %w", err)
@@ -103,32 +99,28 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, from time.Time) 
 	var newVersion uint64
 	var body []byte
 	err = store.InTenant(ctx, pool, tenant, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		var seq, ver int64
-		var cur int32
-		if err := tx.QueryRow(ctx, `SELECT gen, stream_seq, version FROM projector_position WHERE tenant=$1 FOR UPDATE`, tenant).Scan(&cur, &seq, &ver); err != nil {
-			return fmt.Errorf("lock position: %w", err)
+		cur, err := store.LockPosition(ctx, tx, tenant)
+		if err != nil {
+			return err
 		}
-		if cur != live.Gen {
-			return fmt.Errorf("another rebuild swapped generation %d in meanwhile", cur)
+		if cur.Gen != live.Gen {
+			return fmt.Errorf("another rebuild swapped generation %d in meanwhile", cur.Gen)
 		}
-		if uint64(seq) > st.pos.StreamSeq {
-			o := projection.ReplayOptions{FromSeq: st.pos.StreamSeq + 1, UntilSeq: uint64(seq), Batch: cfg.BatchSize}
+		if cur.StreamSeq > st.pos.StreamSeq {
+			o := projection.ReplayOptions{FromSeq: st.pos.StreamSeq + 1, UntilSeq: cur.StreamSeq, Batch: cfg.BatchSize}
 			if err := replay(o); err != nil {
 				return err
 			}
 		}
-		newVersion = uint64(ver) + 1
+		newVersion = cur.Version + 1
 		d := &pb.Delta{Tenant: tenant, Version: newVersion, Rebuilt: true, CommittedAt: timestamppb.Now()}
 		b := &pgx.Batch{}
 		if _, err := store.QueueChanges(b, tenant, gen, snapshotRows(st.Views.Snapshot(0))); err != nil {
 			return err
 		}
-		b.Queue(`UPDATE projector_position SET gen=$2, stream_seq=$3, version=$4 WHERE tenant=$1`, tenant, gen, int64(st.pos.StreamSeq), int64(newVersion))
-		var err error
-		if body, err = proto.Marshal(d); err != nil {
-			return fmt.Errorf("encode delta: %w", err)
+		if body, err = store.QueueSwap(b, store.Position{Gen: gen, StreamSeq: st.pos.StreamSeq}, d); err != nil {
+			return err
 		}
-		b.Queue(`INSERT INTO deltas (tenant, version, body, committed_at) VALUES ($1,$2,$3,now())`, tenant, int64(newVersion), body)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
@@ -139,7 +131,7 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, from time.Time) 
 	}
 	log.Info("swapped", "generation", gen, "seq", st.pos.StreamSeq, "version", newVersion)
 	err = store.InTenant(ctx, pool, tenant, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		return deleteGenerations(ctx, tx, tenant, "gen < $2", gen)
+		return store.DeleteGenerations(ctx, tx, tenant, "gen < $2", gen)
 	})
 	if err != nil {
 		return fmt.Errorf("rebuild: removing the old generation: %w", err)
@@ -186,15 +178,4 @@ func snapshotRows(s *pb.Snapshot) []*pb.Change {
 		out = append(out, &pb.Change{Row: &pb.Change_Queue{Queue: r}})
 	}
 	return out
-}
-
-// deleteGenerations deletes the rows of a tenant's generations matching cond
-// ($1 is the tenant, $2 the generation argument).
-func deleteGenerations(ctx context.Context, tx pgx.Tx, tenant, cond string, gen int32) error {
-	for _, t := range projectionTables {
-		if _, err := tx.Exec(ctx, `DELETE FROM `+t+` WHERE tenant=$1 AND `+cond, tenant, gen); err != nil {
-			return fmt.Errorf("delete %s rows: %w", t, err)
-		}
-	}
-	return nil
 }

@@ -202,7 +202,7 @@ func TestTenantIsolation(t *testing.T) {
 		t.Fatalf("acme's snapshot %v: want its one call only", s)
 	}
 	err := store.InTenant(r.ctx, r.pool, "acme", pgx.TxOptions{}, func(tx pgx.Tx) error {
-		for _, table := range append([]string{"deltas", "projector_position"}, projectionTables...) {
+		for _, table := range append([]string{"deltas", "projector_position"}, store.ProjectionTables...) {
 			var n int
 			if err := tx.QueryRow(r.ctx, `SELECT count(*) FROM `+table+` WHERE tenant <> 'acme'`).Scan(&n); err != nil {
 				return err
