@@ -20,9 +20,20 @@ type Config struct {
 	DatabaseURL string `env:"DATABASE_URL,required"`
 	// Tenant whose views this gateway serves.
 	Tenant string `env:"TENANT" envDefault:"default"`
-	// Token, when set, must accompany every request (?token= or
-	// "Authorization: Bearer"); without it the gateway is open (dev mode).
-	Token string `env:"GATEWAY_TOKEN"`
+	// Tokens are static tokens for small setups: comma-separated
+	// tenant:role:token entries (role viewer, supervisor or admin).
+	Tokens string `env:"GATEWAY_TOKENS"`
+	// JWTSecret verifies HS256/384/512 JWTs; JWTPublicKeyFile (PEM, PKIX)
+	// verifies RS*, PS256, ES256/384 and EdDSA ones. A JWT carries the claims
+	// tenant, role, sub and exp (required).
+	JWTSecret        string `env:"GATEWAY_JWT_SECRET"`
+	JWTPublicKeyFile string `env:"GATEWAY_JWT_PUBLIC_KEY_FILE"`
+	// JWTIssuer and JWTAudience, when set, must match the token's iss and aud.
+	JWTIssuer   string `env:"GATEWAY_JWT_ISSUER"`
+	JWTAudience string `env:"GATEWAY_JWT_AUDIENCE"`
+	// Open serves TENANT to anyone, as admin, when no token or key is
+	// configured: for a trusted network or a laptop only.
+	Open bool `env:"GATEWAY_OPEN"`
 	// AllowOrigin lists extra WebSocket origins (host patterns, comma
 	// separated) besides the gateway's own host, e.g. for an iframe.
 	AllowOrigin string `env:"ALLOW_ORIGIN"`

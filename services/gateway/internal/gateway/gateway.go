@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +29,7 @@ type Gateway struct {
 	pool    *pgxpool.Pool
 	nc      *nats.Conn
 	hub     *hub
+	authn   *authenticator
 	metrics metrics
 	reg     *prometheus.Registry
 }
@@ -55,6 +55,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	authn, err := newAuthenticator(&cfg)
+	if err != nil {
+		return err
+	}
 	nc, err := bus.Connect(cfg.NATSURL, "pbxpulse-gateway", log)
 	if err != nil {
 		return err
@@ -70,7 +74,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	if err := migrateWithRetry(ctx, pool, log); err != nil {
 		return err
 	}
-	g := &Gateway{cfg: cfg, log: log, pool: pool, nc: nc, hub: newHub(cfg.Tenant, pool, log)}
+	g := &Gateway{cfg: cfg, log: log, pool: pool, nc: nc, hub: newHub(cfg.Tenant, pool, log), authn: authn}
 	g.registerMetrics()
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -100,10 +104,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	p := g.cfg.PathPrefix
-	mux.Handle("GET "+p+"ws", g.auth(http.HandlerFunc(g.handleWS)))
-	mux.Handle("GET "+p+"api/v1/snapshot", g.auth(http.HandlerFunc(g.handleSnapshot)))
-	mux.Handle("GET "+p+"api/v1/history", g.auth(http.HandlerFunc(g.handleHistory)))
-	mux.Handle("GET "+p+"api/v1/trunks/health", g.auth(http.HandlerFunc(g.handleTrunkHealth)))
+	mux.Handle("GET "+p+"ws", g.authed(RoleViewer, http.HandlerFunc(g.handleWS)))
+	mux.Handle("GET "+p+"api/v1/snapshot", g.authed(RoleViewer, http.HandlerFunc(g.handleSnapshot)))
+	mux.Handle("GET "+p+"api/v1/history", g.authed(RoleViewer, http.HandlerFunc(g.handleHistory)))
+	mux.Handle("GET "+p+"api/v1/trunks/health", g.authed(RoleViewer, http.HandlerFunc(g.handleTrunkHealth)))
 	mux.HandleFunc("GET "+p+"healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET "+p+"readyz", g.handleReady)
 	mux.Handle("GET "+p+"metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
@@ -122,25 +126,6 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		// Inline scripts are never needed; data from the PBX cannot run.
 		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors *")
-		next.ServeHTTP(w, r)
-	})
-}
-
-// auth checks the static token when one is configured.
-func (g *Gateway) auth(next http.Handler) http.Handler {
-	if g.cfg.Token == "" {
-		return next
-	}
-	want := []byte(g.cfg.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok := r.URL.Query().Get("token")
-		if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
-			tok = strings.TrimPrefix(h, "Bearer ")
-		}
-		if subtle.ConstantTimeCompare([]byte(tok), want) != 1 {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
 		next.ServeHTTP(w, r)
 	})
 }

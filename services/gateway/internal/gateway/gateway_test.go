@@ -42,7 +42,7 @@ func startGateway(t *testing.T, token string) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{NATSURL: ns.ClientURL(), DatabaseURL: dsn, Tenant: "acme", Token: token, PathPrefix: "/monitor/",
+	cfg := Config{NATSURL: ns.ClientURL(), DatabaseURL: dsn, Tenant: "acme", Tokens: "acme:admin:" + token, PathPrefix: "/monitor/",
 		SendBuffer: 1024, WriteTimeout: 5 * time.Second, PingInterval: time.Second}
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ln) }()
@@ -107,7 +107,7 @@ type msg struct {
 // with every third announcement lost: each client must get a snapshot and
 // then every later version exactly once, in order.
 func TestNoGapNoDuplicate(t *testing.T) {
-	e := startGateway(t, "s3cret")
+	e := startGateway(t, "s3cret-acme-token-0")
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, e.dsn)
 	if err != nil {
@@ -125,7 +125,7 @@ func TestNoGapNoDuplicate(t *testing.T) {
 			time.Sleep(time.Duration(c*40) * time.Millisecond)
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			ws, _, err := websocket.Dial(cctx, "ws://"+e.addr+"/monitor/ws?token=s3cret", nil)
+			ws, _, err := websocket.Dial(cctx, "ws://"+e.addr+"/monitor/ws?token=s3cret-acme-token-0", nil)
 			if err != nil {
 				t.Errorf("client %d: %v", c, err)
 				return
@@ -168,7 +168,7 @@ func TestNoGapNoDuplicate(t *testing.T) {
 }
 
 func TestAuthAndMalformedMessages(t *testing.T) {
-	e := startGateway(t, "s3cret")
+	e := startGateway(t, "s3cret-acme-token-0")
 	for _, u := range []string{"/monitor/ws", "/monitor/api/v1/snapshot", "/monitor/ws?token=wrong"} {
 		resp, err := http.Get("http://" + e.addr + u)
 		if err != nil {
@@ -190,7 +190,7 @@ func TestAuthAndMalformedMessages(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws://"+e.addr+"/monitor/ws", &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer s3cret"}}})
+	ws, _, err := websocket.Dial(ctx, "ws://"+e.addr+"/monitor/ws", &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer s3cret-acme-token-0"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,9 +23,14 @@ import (
 
 // badRequest answers a request the API cannot take, saying why.
 func badRequest(w http.ResponseWriter, msg string) {
+	httpError(w, http.StatusBadRequest, "invalid", msg)
+}
+
+// httpError answers with the API's error body: {"error": code, "message": msg}.
+func httpError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusBadRequest)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "message": msg})
 }
 
 func queryTime(q url.Values, name string) (time.Time, error) {

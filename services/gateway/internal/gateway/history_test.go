@@ -46,7 +46,7 @@ func storeHistory(t *testing.T, dsn, tenant string, recs ...*pb.CallRecord) {
 func get(t *testing.T, e env, path string, query url.Values) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "http://"+e.addr+"/monitor/"+path+"?"+query.Encode(), nil)
-	req.Header.Set("Authorization", "Bearer s3cret")
+	req.Header.Set("Authorization", "Bearer s3cret-acme-token-0")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func get(t *testing.T, e env, path string, query url.Values) (int, string) {
 }
 
 func TestHistoryAPI(t *testing.T) {
-	e := startGateway(t, "s3cret")
+	e := startGateway(t, "s3cret-acme-token-0")
 	t0 := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	var recs []*pb.CallRecord
 	for i := range 25 {
