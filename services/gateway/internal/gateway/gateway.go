@@ -108,6 +108,9 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("GET "+p+"api/v1/snapshot", g.authed(RoleViewer, http.HandlerFunc(g.handleSnapshot)))
 	mux.Handle("GET "+p+"api/v1/history", g.authed(RoleViewer, http.HandlerFunc(g.handleHistory)))
 	mux.Handle("GET "+p+"api/v1/trunks/health", g.authed(RoleViewer, http.HandlerFunc(g.handleTrunkHealth)))
+	mux.Handle("GET "+p+"api/v1/logs/stats", g.authed(RoleViewer, http.HandlerFunc(g.handleLogStats)))
+	mux.Handle("POST "+p+"api/v1/pbx/{pbx}/actions/{action}", g.authed(RoleViewer, http.HandlerFunc(g.handleAction))) // role checked per action
+	mux.Handle("GET "+p+"api/v1/openapi.yaml", http.HandlerFunc(g.handleOpenAPI))
 	mux.HandleFunc("GET "+p+"healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET "+p+"readyz", g.handleReady)
 	mux.Handle("GET "+p+"metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
