@@ -1,0 +1,186 @@
+package wsload
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
+)
+
+// BroadcastConfig sizes the baseline server.
+type BroadcastConfig struct {
+	Groups int
+	// Rate is how many deltas each group gets per second.
+	Rate int
+	// SendBuffer and WriteTimeout are the gateway's defaults
+	// (WS_SEND_BUFFER, WS_WRITE_TIMEOUT), so that both cut slow clients
+	// off alike.
+	SendBuffer   int
+	WriteTimeout time.Duration
+}
+
+// Broadcaster is the baseline the gateway is measured against: the least a
+// coder/websocket server must do to fan the same deltas out to the same
+// clients. Each group is one tenant's delta sequence; a publisher in the
+// process builds and encodes each delta once (the gateway's hub encodes
+// each delta once too) and offers it to every client of the group through
+// a buffered channel, and one goroutine per client writes. No storage, no
+// NATS, no authentication.
+type Broadcaster struct {
+	cfg        BroadcastConfig
+	groups     []*group
+	publishing atomic.Bool
+}
+
+type group struct {
+	name    string
+	mu      sync.Mutex
+	version uint64
+	clients map[*peer]struct{}
+}
+
+type peer struct {
+	send   chan []byte
+	kicked chan struct{}
+	once   sync.Once
+}
+
+func (p *peer) kick() { p.once.Do(func() { close(p.kicked) }) }
+
+// NewBroadcaster returns a server with cfg.Groups empty groups.
+func NewBroadcaster(cfg BroadcastConfig) *Broadcaster {
+	if cfg.SendBuffer <= 0 {
+		cfg.SendBuffer = 256
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	b := &Broadcaster{cfg: cfg}
+	for g := range cfg.Groups {
+		b.groups = append(b.groups, &group{name: GroupName(g), clients: map[*peer]struct{}{}})
+	}
+	return b
+}
+
+// GroupName names group g as the load test names tenant g.
+func GroupName(g int) string { return fmt.Sprintf("t%03d", g) }
+
+// Handler serves GET ws?group=N (the WebSocket), POST start?for=<duration>
+// (publish for that long) and GET versions (each group's last version and
+// whether publishing goes on, as JSON).
+func (b *Broadcaster) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", b.serveWS)
+	mux.HandleFunc("POST /start", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("for"))
+		if err != nil || d <= 0 {
+			http.Error(w, "want for=<duration>", http.StatusBadRequest)
+			return
+		}
+		if !b.publishing.CompareAndSwap(false, true) {
+			http.Error(w, "already publishing", http.StatusConflict)
+			return
+		}
+		go func() {
+			defer b.publishing.Store(false)
+			_ = Pace(context.Background(), b.cfg.Groups, b.cfg.Rate, d, b.publish)
+		}()
+		w.WriteHeader(http.StatusAccepted)
+	})
+	mux.HandleFunc("GET /versions", func(w http.ResponseWriter, _ *http.Request) {
+		out := struct {
+			Publishing bool     `json:"publishing"`
+			Versions   []uint64 `json:"versions"`
+		}{Publishing: b.publishing.Load()}
+		for _, g := range b.groups {
+			g.mu.Lock()
+			out.Versions = append(out.Versions, g.version)
+			g.mu.Unlock()
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	})
+	return mux
+}
+
+// publish sends the next delta of each group in due.
+func (b *Broadcaster) publish(due []int, now time.Time) error {
+	for _, gi := range due {
+		g := b.groups[gi]
+		g.mu.Lock()
+		v := g.version + 1
+		frame, err := DeltaFrame(&pb.Delta{Tenant: g.name, Version: v, Changes: []*pb.Change{CallChange(g.name, v)}, CommittedAt: timestamppb.New(now)})
+		if err != nil {
+			g.mu.Unlock()
+			return err
+		}
+		g.version = v
+		for p := range g.clients {
+			select {
+			case p.send <- frame:
+			default:
+				// Too slow, as the gateway decides it.
+				delete(g.clients, p)
+				p.kick()
+			}
+		}
+		g.mu.Unlock()
+	}
+	return nil
+}
+
+func (b *Broadcaster) serveWS(w http.ResponseWriter, r *http.Request) {
+	gi, err := strconv.Atoi(r.URL.Query().Get("group"))
+	if err != nil || gi < 0 || gi >= len(b.groups) {
+		http.Error(w, "unknown group", http.StatusNotFound)
+		return
+	}
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer conn.CloseNow()
+	g := b.groups[gi]
+	p := &peer{send: make(chan []byte, b.cfg.SendBuffer), kicked: make(chan struct{})}
+	g.mu.Lock()
+	g.clients[p] = struct{}{}
+	snap := Envelope("snapshot", fmt.Appendf(nil, `{"tenant":%q,"version":"%d"}`, g.name, g.version))
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.clients, p)
+		g.mu.Unlock()
+	}()
+	// Reading handles pings and the client's close; it ends ctx.
+	ctx := conn.CloseRead(r.Context())
+	if b.write(ctx, conn, snap) != nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.kicked:
+			conn.Close(websocket.StatusTryAgainLater, "too slow")
+			return
+		case m := <-p.send:
+			if b.write(ctx, conn, m) != nil {
+				return
+			}
+		}
+	}
+}
+
+func (b *Broadcaster) write(ctx context.Context, conn *websocket.Conn, m []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.WriteTimeout)
+	defer cancel()
+	return conn.Write(ctx, websocket.MessageText, m)
+}

@@ -1,0 +1,332 @@
+package wsload
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// SwarmConfig describes a swarm of WebSocket clients.
+type SwarmConfig struct {
+	// Clients is how many connections to open; client i belongs to group
+	// i % Groups (a tenant of the gateway, a group of the baseline).
+	Clients int
+	Groups  int
+	// Target returns the URL and handshake headers (its token) of a client
+	// of group g.
+	Target func(g int) (url string, h http.Header)
+	// SourceIPs spreads connections over the source addresses 127.0.0.1 ..
+	// 127.0.0.<SourceIPs>, each with its own ephemeral ports (default 16).
+	SourceIPs int
+	// DialConcurrency is how many handshakes are in flight (default 32).
+	DialConcurrency int
+	// Progress, when set, is called after every 1,000 connections.
+	Progress func(connected int)
+}
+
+// Swarm is a set of connected clients that check and time what they receive.
+type Swarm struct {
+	cfg     SwarmConfig
+	clients []*client
+	closing atomic.Bool
+	wg      sync.WaitGroup
+
+	// Latency holds receipt time - committed_at of every delta received.
+	Latency   *Histogram
+	received  atomic.Int64 // deltas applied
+	bytes     atomic.Int64
+	firstAt   atomic.Int64 // unix ns of the first delta received
+	lastAt    atomic.Int64 // unix ns of the latest delta received
+	dropped   atomic.Int64 // connections the server closed or lost
+	malformed atomic.Int64
+	resyncs   atomic.Int64 // snapshots received after the first
+	closeMu   sync.Mutex
+	closes    map[string]int // why connections ended, by close status or error
+}
+
+type client struct {
+	group int
+	conn  *websocket.Conn
+	base  uint64        // version of the first snapshot
+	last  atomic.Uint64 // version of the last delta or snapshot applied
+	n     atomic.Int64  // deltas applied
+	gaps  atomic.Int64  // versions skipped
+	dups  atomic.Int64  // versions received again or out of order
+	done  atomic.Bool   // read loop ended
+	buf   bytes.Buffer
+}
+
+// Dial connects cfg.Clients clients and waits for each one's first
+// snapshot. It fails if any client cannot connect after a few attempts.
+func Dial(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
+	if cfg.Groups <= 0 || cfg.Clients < cfg.Groups {
+		return nil, fmt.Errorf("want at least one client per group (%d clients, %d groups)", cfg.Clients, cfg.Groups)
+	}
+	if cfg.SourceIPs <= 0 {
+		cfg.SourceIPs = 16
+	}
+	if cfg.DialConcurrency <= 0 {
+		cfg.DialConcurrency = 32
+	}
+	s := &Swarm{cfg: cfg, clients: make([]*client, cfg.Clients), Latency: &Histogram{}, closes: map[string]int{}}
+	var next atomic.Int64
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ip := net.IPv4(127, 0, 0, byte(1+next.Add(1)%int64(cfg.SourceIPs)))
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+			return d.DialContext(ctx, network, addr)
+		},
+		// Upgraded connections are never returned to the pool.
+		DisableKeepAlives: true,
+	}}
+	jobs := make(chan int)
+	errs := make(chan error, cfg.DialConcurrency)
+	var connected atomic.Int64
+	var wg sync.WaitGroup
+	for range cfg.DialConcurrency {
+		wg.Go(func() {
+			for i := range jobs {
+				c, err := s.dial(ctx, hc, i%cfg.Groups)
+				if err != nil {
+					errs <- fmt.Errorf("client %d: %w", i, err)
+					return
+				}
+				s.clients[i] = c
+				if n := connected.Add(1); cfg.Progress != nil && n%1000 == 0 {
+					cfg.Progress(int(n))
+				}
+			}
+		})
+	}
+	var err error
+feed:
+	for i := range cfg.Clients {
+		select {
+		case jobs <- i:
+		case err = <-errs:
+			break feed
+		case <-ctx.Done():
+			err = ctx.Err()
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errs:
+		default:
+		}
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	for _, c := range s.clients {
+		s.wg.Go(func() { s.read(c) })
+	}
+	return s, nil
+}
+
+// dial connects one client and reads its snapshot, retrying a refused or
+// reset handshake (a full accept queue) a few times.
+func (s *Swarm) dial(ctx context.Context, hc *http.Client, g int) (*client, error) {
+	url, h := s.cfg.Target(g)
+	var err error
+	for attempt := range 5 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			}
+		}
+		var conn *websocket.Conn
+		var resp *http.Response
+		conn, resp, err = websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc, HTTPHeader: h})
+		if err != nil {
+			if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+				return nil, fmt.Errorf("handshake: %s", resp.Status) // not worth retrying
+			}
+			continue
+		}
+		conn.SetReadLimit(16 << 20) // snapshots
+		c := &client{group: g, conn: conn}
+		if err = c.next(ctx); err != nil {
+			conn.CloseNow()
+			continue
+		}
+		f, err := ParseFrame(c.buf.Bytes())
+		if err != nil {
+			conn.CloseNow()
+			return nil, fmt.Errorf("first message: %w", err)
+		}
+		if f.Type != "snapshot" {
+			conn.CloseNow()
+			return nil, fmt.Errorf("first message is %q, want a snapshot", f.Type)
+		}
+		c.base = f.Version
+		c.last.Store(f.Version)
+		return c, nil
+	}
+	return nil, fmt.Errorf("dial %s: %w", url, err)
+}
+
+// next reads one message into the client's buffer, which it reuses: a
+// fresh slice per message would make the clients' garbage collector, not
+// the server, the bottleneck.
+func (c *client) next(ctx context.Context) error {
+	_, r, err := c.conn.Reader(ctx)
+	if err != nil {
+		return err
+	}
+	c.buf.Reset()
+	_, err = c.buf.ReadFrom(r)
+	return err
+}
+
+func (s *Swarm) read(c *client) {
+	defer c.done.Store(true)
+	ctx := context.Background()
+	for {
+		err := c.next(ctx)
+		now := time.Now()
+		if err != nil {
+			if !s.closing.Load() {
+				if ce := (websocket.CloseError{}); errors.As(err, &ce) {
+					s.ended(fmt.Sprintf("closed %d %s", ce.Code, ce.Reason))
+				} else {
+					s.ended("error: " + err.Error())
+				}
+			}
+			return
+		}
+		f, err := ParseFrame(c.buf.Bytes())
+		if err != nil {
+			s.malformed.Add(1)
+			continue
+		}
+		s.bytes.Add(int64(c.buf.Len()))
+		switch f.Type {
+		case "delta":
+			last := c.last.Load()
+			if f.Version <= last {
+				c.dups.Add(1)
+				continue
+			}
+			if f.Version > last+1 {
+				c.gaps.Add(int64(f.Version - last - 1))
+			}
+			c.last.Store(f.Version)
+			c.n.Add(1)
+			s.received.Add(1)
+			ns := now.UnixNano()
+			s.firstAt.CompareAndSwap(0, ns)
+			s.lastAt.Store(ns)
+			s.Latency.Add(now.Sub(f.CommittedAt))
+		case "snapshot":
+			// Unasked: the server made this client start over.
+			s.resyncs.Add(1)
+			c.last.Store(f.Version)
+		}
+	}
+}
+
+func (s *Swarm) ended(why string) {
+	s.dropped.Add(1)
+	s.closeMu.Lock()
+	s.closes[why]++
+	s.closeMu.Unlock()
+}
+
+// Delivered is how many deltas all clients have received so far.
+func (s *Swarm) Delivered() int64 { return s.received.Load() }
+
+// WaitCaughtUp waits until every client still connected holds version
+// final(g) of its group, ctx ends, or nothing has arrived for stall (the
+// rest is then counted as missing). It returns the time of the last delta
+// received.
+func (s *Swarm) WaitCaughtUp(ctx context.Context, final func(g int) uint64, stall time.Duration) time.Time {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	seen, since := s.received.Load(), time.Now()
+	for {
+		behind := false
+		for _, c := range s.clients {
+			if !c.done.Load() && c.last.Load() < final(c.group) {
+				behind = true
+				break
+			}
+		}
+		if !behind {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return time.Unix(0, s.lastAt.Load())
+		case <-tick.C:
+		}
+		if n := s.received.Load(); n != seen {
+			seen, since = n, time.Now()
+		} else if time.Since(since) > stall {
+			break
+		}
+	}
+	return time.Unix(0, s.lastAt.Load())
+}
+
+// Result sums up what the clients received.
+type Result struct {
+	Clients   int
+	Delivered int64 // deltas received in order or after a gap
+	Expected  int64 // deltas each client should have received, summed
+	Missing   int64 // Expected - Delivered
+	Gaps      int64 // versions a client skipped
+	Dups      int64 // versions received twice or out of order
+	Dropped   int64 // connections that ended before the swarm closed them
+	Resyncs   int64 // unasked snapshots
+	Malformed int64
+	Bytes     int64
+	Closes    map[string]int // why dropped connections ended
+	First     time.Time      // first delta received
+	Last      time.Time      // last delta received
+}
+
+// Result reports what the clients received, given each group's last version.
+func (s *Swarm) Result(final func(g int) uint64) Result {
+	r := Result{Clients: len(s.clients), Dropped: s.dropped.Load(), Resyncs: s.resyncs.Load(),
+		Malformed: s.malformed.Load(), Bytes: s.bytes.Load(), Closes: map[string]int{},
+		First: time.Unix(0, s.firstAt.Load()), Last: time.Unix(0, s.lastAt.Load())}
+	for _, c := range s.clients {
+		r.Delivered += c.n.Load()
+		r.Expected += int64(final(c.group) - c.base)
+		r.Gaps += c.gaps.Load()
+		r.Dups += c.dups.Load()
+	}
+	r.Missing = r.Expected - r.Delivered
+	s.closeMu.Lock()
+	for k, v := range s.closes {
+		r.Closes[k] = v
+	}
+	s.closeMu.Unlock()
+	return r
+}
+
+// Close disconnects every client and waits for their readers.
+func (s *Swarm) Close() {
+	s.closing.Store(true)
+	for _, c := range s.clients {
+		if c != nil {
+			c.conn.CloseNow()
+		}
+	}
+	s.wg.Wait()
+}
