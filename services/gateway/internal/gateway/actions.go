@@ -58,15 +58,14 @@ func actionNames() []string {
 	return out
 }
 
-const (
-	// maxActionBody bounds a command's JSON; the largest real one (an
-	// originate with a few variables) is well under a kilobyte.
-	maxActionBody = 64 << 10
-	// actionTimeout is longer than the collector's own 15 s per command, so
-	// that a slow PBX is reported by the collector (with its reason) rather
-	// than by a gateway timeout.
-	actionTimeout = 20 * time.Second
-)
+// maxActionBody bounds a command's JSON; the largest real one (an originate
+// with a few variables) is well under a kilobyte.
+const maxActionBody = 64 << 10
+
+// actionTimeout is longer than the collector's own 15 s per command, so that
+// a slow PBX is reported by the collector (with its reason) rather than by a
+// gateway timeout. A variable for the tests.
+var actionTimeout = 20 * time.Second
 
 // requestIDRe is what a client's X-Request-Id may be: it reaches logs and
 // audit events, so it is held to a harmless alphabet.
