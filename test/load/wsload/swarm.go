@@ -23,6 +23,9 @@ type SwarmConfig struct {
 	// Target returns the URL and handshake headers (its token) of a client
 	// of group g.
 	Target func(g int) (url string, h http.Header)
+	// Tenant, when set, names group g's tenant: a snapshot or delta of
+	// another tenant is counted as foreign and not applied.
+	Tenant func(g int) string
 	// SourceIPs spreads connections over the source addresses 127.0.0.1 ..
 	// 127.0.0.<SourceIPs>, each with its own ephemeral ports (default 16).
 	SourceIPs int
@@ -48,6 +51,7 @@ type Swarm struct {
 	dropped   atomic.Int64 // connections the server closed or lost
 	malformed atomic.Int64
 	resyncs   atomic.Int64 // snapshots received after the first
+	foreign   atomic.Int64 // messages of another tenant
 	closeMu   sync.Mutex
 	closes    map[string]int // why connections ended, by close status or error
 }
@@ -173,6 +177,10 @@ func (s *Swarm) dial(ctx context.Context, hc *http.Client, g int) (*client, erro
 			conn.CloseNow()
 			return nil, fmt.Errorf("first message is %q, want a snapshot", f.Type)
 		}
+		if s.isForeign(g, f) {
+			conn.CloseNow()
+			return nil, fmt.Errorf("a client of group %d got the snapshot of tenant %q", g, f.Tenant)
+		}
 		c.base = f.Version
 		c.last.Store(f.Version)
 		return c, nil
@@ -215,6 +223,10 @@ func (s *Swarm) read(c *client) {
 			continue
 		}
 		s.bytes.Add(int64(c.buf.Len()))
+		if s.isForeign(c.group, f) {
+			s.foreign.Add(1)
+			continue
+		}
 		switch f.Type {
 		case "delta":
 			last := c.last.Load()
@@ -238,6 +250,10 @@ func (s *Swarm) read(c *client) {
 			c.last.Store(f.Version)
 		}
 	}
+}
+
+func (s *Swarm) isForeign(g int, f Frame) bool {
+	return s.cfg.Tenant != nil && (f.Type == "delta" || f.Type == "snapshot") && f.Tenant != s.cfg.Tenant(g)
 }
 
 func (s *Swarm) ended(why string) {
@@ -294,6 +310,7 @@ type Result struct {
 	Dropped   int64 // connections that ended before the swarm closed them
 	Resyncs   int64 // unasked snapshots
 	Malformed int64
+	Foreign   int64 // snapshots or deltas of another tenant
 	Bytes     int64
 	Closes    map[string]int // why dropped connections ended
 	First     time.Time      // first delta received
@@ -303,7 +320,7 @@ type Result struct {
 // Result reports what the clients received, given each group's last version.
 func (s *Swarm) Result(final func(g int) uint64) Result {
 	r := Result{Clients: len(s.clients), Dropped: s.dropped.Load(), Resyncs: s.resyncs.Load(),
-		Malformed: s.malformed.Load(), Bytes: s.bytes.Load(), Closes: map[string]int{},
+		Malformed: s.malformed.Load(), Foreign: s.foreign.Load(), Bytes: s.bytes.Load(), Closes: map[string]int{},
 		First: time.Unix(0, s.firstAt.Load()), Last: time.Unix(0, s.lastAt.Load())}
 	for _, c := range s.clients {
 		r.Delivered += c.n.Load()

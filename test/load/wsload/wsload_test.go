@@ -28,11 +28,11 @@ func TestParseFrame(t *testing.T) {
 		want    Frame
 		wantErr bool
 	}{
-		{name: "delta from protojson", in: string(delta), want: Frame{Type: "delta", Version: 42, CommittedAt: at}},
+		{name: "delta from protojson", in: string(delta), want: Frame{Type: "delta", Tenant: "t007", Version: 42, CommittedAt: at}},
 		{name: "spaces after colons", in: `{"type": "delta","data": {"tenant": "a","version": "7","changes": [],"committed_at": "2026-03-02T08:00:01Z"}}`,
-			want: Frame{Type: "delta", Version: 7, CommittedAt: at.Truncate(time.Second)}},
-		{name: "snapshot", in: `{"type":"snapshot","data":{"tenant":"a","version":"9","calls":[{"linkedid":"1"}]}}`, want: Frame{Type: "snapshot", Version: 9}},
-		{name: "empty snapshot has version 0", in: `{"type":"snapshot","data":{"tenant":"a"}}`, want: Frame{Type: "snapshot"}},
+			want: Frame{Type: "delta", Tenant: "a", Version: 7, CommittedAt: at.Truncate(time.Second)}},
+		{name: "snapshot", in: `{"type":"snapshot","data":{"tenant":"a","version":"9","calls":[{"linkedid":"1"}]}}`, want: Frame{Type: "snapshot", Tenant: "a", Version: 9}},
+		{name: "empty snapshot has version 0", in: `{"type":"snapshot","data":{"tenant":"a"}}`, want: Frame{Type: "snapshot", Tenant: "a"}},
 		{name: "other type", in: `{"type":"pong"}`, want: Frame{Type: "pong"}},
 		{name: "no type", in: `{"data":{}}`, wantErr: true},
 		{name: "delta without version", in: `{"type":"delta","data":{"tenant":"a"}}`, wantErr: true},
@@ -45,7 +45,7 @@ func TestParseFrame(t *testing.T) {
 			if (err != nil) != c.wantErr {
 				t.Fatalf("err = %v, want error %v", err, c.wantErr)
 			}
-			if !c.wantErr && (got.Type != c.want.Type || got.Version != c.want.Version || !got.CommittedAt.Equal(c.want.CommittedAt)) {
+			if !c.wantErr && (got.Type != c.want.Type || got.Tenant != c.want.Tenant || got.Version != c.want.Version || !got.CommittedAt.Equal(c.want.CommittedAt)) {
 				t.Fatalf("got %+v, want %+v", got, c.want)
 			}
 		})
@@ -98,7 +98,7 @@ func TestBroadcastSwarmDeliversEverything(t *testing.T) {
 	srv := httptest.NewServer(b.Handler())
 	defer srv.Close()
 	ctx := context.Background()
-	s, err := Dial(ctx, SwarmConfig{Clients: 30, Groups: 3, SourceIPs: 3, Target: func(g int) (string, http.Header) {
+	s, err := Dial(ctx, SwarmConfig{Clients: 30, Groups: 3, SourceIPs: 3, Tenant: GroupName, Target: func(g int) (string, http.Header) {
 		return fmt.Sprintf("ws%s/ws?group=%d", strings.TrimPrefix(srv.URL, "http"), g), nil
 	}})
 	if err != nil {
@@ -114,7 +114,7 @@ func TestBroadcastSwarmDeliversEverything(t *testing.T) {
 	waitFor(t, "publishing to end", func() bool { return !b.publishing.Load() })
 	s.WaitCaughtUp(ctx, final, 10*time.Second)
 	r := s.Result(final)
-	if r.Expected != 30*10 || r.Delivered != r.Expected || r.Missing != 0 || r.Gaps != 0 || r.Dups != 0 || r.Dropped != 0 || r.Malformed != 0 {
+	if r.Expected != 30*10 || r.Delivered != r.Expected || r.Missing != 0 || r.Gaps != 0 || r.Dups != 0 || r.Dropped != 0 || r.Malformed != 0 || r.Foreign != 0 {
 		t.Fatalf("result %+v, want 300 deltas delivered, nothing lost", r)
 	}
 	if n := s.Latency.Count(); n != r.Delivered {
@@ -122,8 +122,8 @@ func TestBroadcastSwarmDeliversEverything(t *testing.T) {
 	}
 }
 
-// A server that skips a version, repeats one and then cuts the client off
-// must be reported as such.
+// A server that skips a version, repeats one, sends another tenant's delta
+// and then cuts the client off must be reported as such.
 func TestSwarmCountsGapsDupsAndDrops(t *testing.T) {
 	var wg sync.WaitGroup
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -141,12 +141,13 @@ func TestSwarmCountsGapsDupsAndDrops(t *testing.T) {
 		for _, v := range []int{11, 12, 14, 14, 13, 15} {
 			send(fmt.Sprintf(`{"type":"delta","data":{"tenant":"t000","version":"%d","committed_at":"%s"}}`, v, time.Now().UTC().Format(time.RFC3339Nano)))
 		}
+		send(`{"type":"delta","data":{"tenant":"t001","version":"16","committed_at":"2026-03-02T08:00:01Z"}}`)
 		send(`not json`)
 		conn.Close(websocket.StatusTryAgainLater, "too slow")
 	}))
 	defer srv.Close()
 	ctx := context.Background()
-	s, err := Dial(ctx, SwarmConfig{Clients: 2, Groups: 1, Target: func(int) (string, http.Header) {
+	s, err := Dial(ctx, SwarmConfig{Clients: 2, Groups: 1, Tenant: GroupName, Target: func(int) (string, http.Header) {
 		return "ws" + strings.TrimPrefix(srv.URL, "http"), nil
 	}})
 	if err != nil {
@@ -158,15 +159,15 @@ func TestSwarmCountsGapsDupsAndDrops(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	final := func(int) uint64 { return 16 } // 16 never comes
+	final := func(int) uint64 { return 16 } // 16 comes only for t001
 	waitFor(t, "both clients cut off", func() bool { return s.dropped.Load() == 2 })
 	s.WaitCaughtUp(ctx, final, time.Second)
 	r := s.Result(final)
 	// Per client: 11, 12, 14 (gap of 13), 15 applied; 14 and 13 counted
 	// as duplicates or out of order; 16 missing (expected 6, got 4).
-	want := Result{Delivered: 8, Expected: 12, Missing: 4, Gaps: 2, Dups: 4, Dropped: 2, Malformed: 2}
+	want := Result{Delivered: 8, Expected: 12, Missing: 4, Gaps: 2, Dups: 4, Dropped: 2, Malformed: 2, Foreign: 2}
 	if r.Delivered != want.Delivered || r.Expected != want.Expected || r.Missing != want.Missing || r.Gaps != want.Gaps ||
-		r.Dups != want.Dups || r.Dropped != want.Dropped || r.Malformed != want.Malformed {
+		r.Dups != want.Dups || r.Dropped != want.Dropped || r.Malformed != want.Malformed || r.Foreign != want.Foreign {
 		t.Fatalf("result %+v, want %+v", r, want)
 	}
 	if r.Closes["closed 1013 too slow"] != 2 {

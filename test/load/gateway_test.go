@@ -1,0 +1,455 @@
+package load
+
+// BenchmarkGatewayFanout checks the gateway's targets of issue 6: 10,000
+// WebSocket clients over 100 tenants, each tenant's view changing 20
+// times a second; p99 from projector commit to client receipt under
+// 100 ms; gateway memory under 30 KB per connection; deltas delivered per
+// second at least 70% of a bare coder/websocket broadcast server's with
+// the same clients in the same run.
+//
+//	cd test && go test -run '^$' -bench GatewayFanout -benchtime 1x ./load/
+//
+// Each iteration runs the baseline, then the gateway, each as its own
+// process, against a fresh swarm of clients (test/load/wsload) in the
+// benchmark's process: both servers get the same clients, the same cores
+// and the same delta sizes (a call row with two channels, about 1 KB of
+// JSON) at the same rate.
+//
+//   - The baseline (wsload.Broadcaster, command wsload/cmd/wsbroadcast)
+//     fans deltas, built in its own process, out to the clients of each
+//     group: no storage, no bus, no authentication.
+//   - The gateway is the real binary with a real NATS server (in this
+//     process) and Postgres. The benchmark plays the projector for every
+//     tenant: it commits each delta to Postgres as the projector does
+//     (position, changed row and delta row in one transaction; the tenants
+//     due at once share it) and announces it on view.<tenant>.delta. The
+//     clients authenticate with static tokens, one per tenant, and check
+//     that they only ever see their own tenant.
+//
+// Every client checks that it receives every version of its tenant in
+// order; gaps, duplicates, another tenant's data and malformed messages
+// fail the benchmark, and clients cut off (too slow) are reported with
+// the deltas they missed. Latency is receipt time minus the delta's
+// committed_at (same clock), over every delta received. Delivered
+// messages/s are deltas received by all clients over the time from the
+// first commit to the last receipt (or the publishing time, if longer). Memory per connection is (VmRSS with
+// the clients connected - VmRSS before) / clients, at rest after
+// connecting and as the median during traffic.
+//
+// GATEWAY_LOAD_CLIENTS (10000), GATEWAY_LOAD_TENANTS (100),
+// GATEWAY_LOAD_RATE (deltas per tenant per second, 20) and
+// GATEWAY_LOAD_DURATION (20s) size a run, e.g. GATEWAY_LOAD_CLIENTS=1000
+// GATEWAY_LOAD_DURATION=5s for a quick one. GATEWAY_LOAD_BIN=<path> runs
+// that gateway binary instead of building ./services/gateway, to compare
+// two versions. GATEWAY_LOAD_PERF=<dir>
+// records each server's CPU profile during traffic with perf
+// (<dir>/<server>.perf.data; `perf report -i` reads it).
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/pbxpulse/pbxpulse/pkg/testenv"
+	"github.com/pbxpulse/pbxpulse/test/load/wsload"
+	"github.com/pbxpulse/pbxpulse/test/stack"
+)
+
+// fanoutLoad sizes a run.
+type fanoutLoad struct {
+	clients, tenants, rate int
+	duration               time.Duration
+}
+
+func (l fanoutLoad) offered() float64 { return float64(l.clients * l.rate) }
+
+// tenant names tenant (group) g.
+func (l fanoutLoad) tenant(g int) string { return wsload.GroupName(g) }
+
+// fanoutRun is what one server's run measured.
+type fanoutRun struct {
+	server                      string
+	res                         wsload.Result
+	rate                        float64 // deltas delivered per second
+	p50, p99, max               time.Duration
+	connect                     time.Duration // to connect every client
+	rssIdle, rssConnected       float64       // MB
+	rssTraffic, rssPeak         float64       // MB: median and largest sample during traffic
+	cpuServer, cpuTest, traffic float64       // CPU seconds of the server and of this process during traffic, and its length
+	clientRSS                   float64       // MB of this process with the clients connected
+	commitsPerTx, txMillis      float64       // gateway only: the fake projector's batching and mean transaction time
+	extra                       []string
+}
+
+func (r fanoutRun) perConnKB(rss float64, clients int) float64 {
+	return (rss - r.rssIdle) * 1024 / float64(clients)
+}
+
+func BenchmarkGatewayFanout(b *testing.B) {
+	l := fanoutLoad{
+		clients:  envInt(b, "GATEWAY_LOAD_CLIENTS", 10000),
+		tenants:  envInt(b, "GATEWAY_LOAD_TENANTS", 100),
+		rate:     envInt(b, "GATEWAY_LOAD_RATE", 20),
+		duration: envDuration(b, "GATEWAY_LOAD_DURATION", 20*time.Second),
+	}
+	raiseFileLimit(b, uint64(l.clients+1024))
+	gateway := os.Getenv("GATEWAY_LOAD_BIN")
+	if gateway == "" {
+		gateway = buildService(b, "gateway")
+	}
+	broadcaster := buildBroadcaster(b)
+	for range b.N {
+		base := runBroadcastBaseline(b, broadcaster, l)
+		gw := runGatewayFanout(b, gateway, l)
+		for _, r := range []fanoutRun{base, gw} {
+			logFanout(b, l, r)
+		}
+		ratio := gw.rate / base.rate
+		b.Logf("gateway/baseline deltas delivered per second: %.3f (target ≥ 0.70); gateway p99 %.1f ms (target < 100 ms); gateway %.1f KB per connection at rest, %.1f KB in traffic (target < 30 KB)",
+			ratio, ms(gw.p99), gw.perConnKB(gw.rssConnected, l.clients), gw.perConnKB(gw.rssTraffic, l.clients))
+		b.ReportMetric(gw.rate, "msgs/s")
+		b.ReportMetric(base.rate, "baseline_msgs/s")
+		b.ReportMetric(ratio, "ratio")
+		b.ReportMetric(ms(gw.p99), "p99_ms")
+		b.ReportMetric(ms(base.p99), "baseline_p99_ms")
+		b.ReportMetric(gw.perConnKB(gw.rssTraffic, l.clients), "KB/conn")
+		b.ReportMetric(base.perConnKB(base.rssTraffic, l.clients), "baseline_KB/conn")
+		b.ReportMetric(float64(gw.res.Missing), "missing")
+		b.ReportMetric(float64(base.res.Missing), "baseline_missing")
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func logFanout(b *testing.B, l fanoutLoad, r fanoutRun) {
+	b.Helper()
+	res := r.res
+	b.Logf("%s: %d clients, %d tenants × %d deltas/s for %s: delivered %.0f deltas/s (%.1f%% of the %.0f offered), %.1f MB/s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+		r.server, l.clients, l.tenants, l.rate, l.duration, r.rate, 100*r.rate/l.offered(), l.offered(),
+		float64(res.Bytes)/(1<<20)/res.Last.Sub(res.First).Seconds(), ms(r.p50), ms(r.p99), ms(r.max))
+	b.Logf("%s: deltas expected %d, delivered %d, missing %d; gaps %d, duplicates %d, foreign %d, malformed %d, unasked snapshots %d; connections dropped %d %v",
+		r.server, res.Expected, res.Delivered, res.Missing, res.Gaps, res.Dups, res.Foreign, res.Malformed, res.Resyncs, res.Dropped, res.Closes)
+	b.Logf("%s: RSS idle %.1f MB, %d connected %.1f MB (%.1f KB/conn), in traffic median %.1f MB (%.1f KB/conn), peak %.1f MB; CPU in traffic: server %.2f cores, test process %.2f cores; connecting took %s; test process RSS %.0f MB",
+		r.server, r.rssIdle, l.clients, r.rssConnected, r.perConnKB(r.rssConnected, l.clients), r.rssTraffic, r.perConnKB(r.rssTraffic, l.clients),
+		r.rssPeak, r.cpuServer/r.traffic, r.cpuTest/r.traffic, r.connect.Round(time.Millisecond), r.clientRSS)
+	for _, e := range r.extra {
+		b.Logf("%s: %s", r.server, e)
+	}
+	if res.Gaps+res.Dups+res.Foreign+res.Malformed > 0 {
+		b.Errorf("%s broke the protocol: %d gaps, %d duplicates, %d messages of another tenant, %d malformed", r.server, res.Gaps, res.Dups, res.Foreign, res.Malformed)
+	}
+	if res.Missing > 0 {
+		b.Logf("%s LOST DELTAS: %d of %d missing (%d connections cut: %v)", r.server, res.Missing, res.Expected, res.Dropped, res.Closes)
+	}
+}
+
+// measure connects the swarm to a running server (pid), lets publish run
+// the traffic and returns the figures; publish returns when the last
+// delta is published, with the time of the first, and final gives each
+// group's last version then.
+func measure(b *testing.B, server string, pid int, l fanoutLoad, target func(g int) (string, http.Header),
+	publish func(ctx context.Context) (time.Time, func(g int) uint64, error)) fanoutRun {
+	b.Helper()
+	runtime.GC()
+	debug.FreeOSMemory()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	r := fanoutRun{server: server}
+	idle, err := readStatus(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.rssIdle = idle.rss
+
+	t0 := time.Now()
+	swarm, err := wsload.Dial(ctx, wsload.SwarmConfig{Clients: l.clients, Groups: l.tenants, Target: target, Tenant: l.tenant,
+		Progress: func(n int) {
+			if n%5000 == 0 {
+				b.Logf("%s: %d clients connected", server, n)
+			}
+		}})
+	if err != nil {
+		b.Fatalf("%s: connecting clients: %v", server, err)
+	}
+	defer swarm.Close()
+	r.connect = time.Since(t0)
+	// Let the connection storm's garbage go before measuring at rest.
+	time.Sleep(2 * time.Second)
+	if st, err := readStatus(pid); err == nil {
+		r.rssConnected = st.rss
+	}
+	if st, err := readStatus(os.Getpid()); err == nil {
+		r.clientRSS = st.rss
+	}
+
+	perf := startPerf(b, server, pid)
+	samples := startSampler(pid)
+	cpuServer0, cpuTest0 := cpuSeconds(pid), cpuSeconds(os.Getpid())
+	start, final, err := publish(ctx)
+	if err != nil {
+		b.Fatalf("%s: publishing: %v", server, err)
+	}
+	last := swarm.WaitCaughtUp(ctx, final, 10*time.Second)
+	r.traffic = time.Since(start).Seconds()
+	r.cpuServer, r.cpuTest = cpuSeconds(pid)-cpuServer0, cpuSeconds(os.Getpid())-cpuTest0
+	samples.stop()
+	perf()
+	if rss := samples.mark(); len(rss) > 0 {
+		r.rssPeak = slices.Max(rss)
+		r.rssTraffic = median(rss)
+	}
+	r.res = swarm.Result(final)
+	// Over the publishing time at least: a server that keeps up delivers
+	// what is offered, not more.
+	r.rate = float64(r.res.Delivered) / max(last.Sub(start), l.duration).Seconds()
+	r.p50, r.p99, r.max = swarm.Latency.Quantile(0.5), swarm.Latency.Quantile(0.99), swarm.Latency.Max()
+	return r
+}
+
+// runBroadcastBaseline measures the bare broadcast server.
+func runBroadcastBaseline(b *testing.B, bin string, l fanoutLoad) fanoutRun {
+	b.Helper()
+	cmd := exec.Command(bin, "-groups", strconv.Itoa(l.tenants), "-rate", strconv.Itoa(l.rate))
+	stderr := &tail{max: 16 << 10}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer stopProcess(cmd)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	if err != nil || !ok {
+		b.Fatalf("wsbroadcast did not start: %q %v\n%s", line, err, stderr)
+	}
+	base := "http://" + addr
+	target := func(g int) (string, http.Header) { return fmt.Sprintf("ws://%s/ws?group=%d", addr, g), nil }
+	publish := func(ctx context.Context) (time.Time, func(int) uint64, error) {
+		start := time.Now()
+		resp, err := http.Post(base+"/start?for="+l.duration.String(), "", nil)
+		if err != nil {
+			return start, nil, err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return start, nil, fmt.Errorf("start: %s", resp.Status)
+		}
+		var v struct {
+			Publishing bool     `json:"publishing"`
+			Versions   []uint64 `json:"versions"`
+		}
+		for v.Publishing = true; v.Publishing; {
+			select {
+			case <-ctx.Done():
+				return start, nil, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			if err := getJSON(base+"/versions", &v); err != nil {
+				return start, nil, err
+			}
+		}
+		return start, func(g int) uint64 { return v.Versions[g] }, nil
+	}
+	r := measure(b, "baseline", cmd.Process.Pid, l, target, publish)
+	if s := stderr.String(); s != "" {
+		r.extra = append(r.extra, "stderr: "+s)
+	}
+	return r
+}
+
+// runGatewayFanout measures the gateway binary, with this process as the
+// projector of every tenant.
+func runGatewayFanout(b *testing.B, bin string, l fanoutLoad) fanoutRun {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := testenv.NATS(b)
+	dsn := testenv.Postgres(b)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	tenants := make([]string, l.tenants)
+	tokens := make([]string, l.tenants)
+	var entries []string
+	for g := range tenants {
+		tenants[g] = l.tenant(g)
+		tokens[g] = fmt.Sprintf("load-%s-%016x", tenants[g], uint64(g)*0x9e3779b97f4a7c15)
+		entries = append(entries, tenants[g]+":viewer:"+tokens[g])
+	}
+	proj, err := newFakeProjector(ctx, dsn, nc, tenants)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer proj.close()
+
+	addr, err := freeAddr()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr, "NATS_URL="+ns.ClientURL(), "DATABASE_URL="+dsn,
+		"TENANT="+tenants[0], "GATEWAY_TOKENS="+strings.Join(entries, ","), "LOG_LEVEL=warn")
+	stderr := &tail{max: 16 << 10}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer stopProcess(cmd)
+	if err := waitReady(ctx, "http://"+addr+"/readyz"); err != nil {
+		b.Fatalf("gateway not ready: %v\n%s", err, stderr)
+	}
+
+	target := func(g int) (string, http.Header) {
+		return "ws://" + addr + "/ws", http.Header{"Authorization": {"Bearer " + tokens[g]}}
+	}
+	publish := func(ctx context.Context) (time.Time, func(int) uint64, error) {
+		start := time.Now()
+		err := wsload.Pace(ctx, l.tenants, l.rate, l.duration, func(due []int, now time.Time) error {
+			return proj.commit(ctx, due, now)
+		})
+		return start, func(g int) uint64 { return proj.versions[g] }, err
+	}
+	r := measure(b, "gateway", cmd.Process.Pid, l, target, publish)
+	r.commitsPerTx = float64(proj.commits) / float64(proj.txs)
+	r.txMillis = ms(proj.txTime) / float64(proj.txs)
+	r.extra = append(r.extra, fmt.Sprintf("projector stand-in: %d commits in %d transactions (%.1f per transaction, %.2f ms each on average)",
+		proj.commits, proj.txs, r.commitsPerTx, r.txMillis))
+	if m, err := scrape(addr); err == nil {
+		r.extra = append(r.extra, fmt.Sprintf("/metrics: deltas sent %.0f, clients cut %.0f",
+			m["pbxpulse_gateway_deltas_sent_total"], m["pbxpulse_gateway_clients_cut_total"]))
+	}
+	if s := stderr.String(); s != "" {
+		r.extra = append(r.extra, "stderr: "+s)
+	}
+	return r
+}
+
+// buildBroadcaster compiles the baseline server into a temporary directory.
+func buildBroadcaster(b *testing.B) string {
+	b.Helper()
+	root, err := stack.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin := filepath.Join(b.TempDir(), "wsbroadcast")
+	cmd := exec.Command("go", "build", "-o", bin, "./load/wsload/cmd/wsbroadcast")
+	cmd.Dir = filepath.Join(root, "test")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build wsbroadcast: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// raiseFileLimit lets this process, and the servers it starts (children
+// inherit it), hold n descriptors: each client and each server-side
+// connection is one. Without the privilege to raise the hard limit, the
+// soft limit goes up to it, which is enough when it reaches n.
+func raiseFileLimit(b *testing.B, n uint64) {
+	b.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+	if lim.Cur >= n {
+		return
+	}
+	want := syscall.Rlimit{Cur: n, Max: max(lim.Max, n)}
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want) == nil {
+		return
+	}
+	if lim.Max < n {
+		b.Fatalf("%d open files needed, the hard limit is %d (raise it: ulimit -Hn)", n, lim.Max)
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatalf("raising the open file limit to %d: %v", lim.Max, err)
+	}
+}
+
+// cpuSeconds is the user and system CPU time a process has used.
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses: state is
+	// field 3, utime and stime fields 14 and 15, in clock ticks (100/s on
+	// Linux).
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return (ut + st) / 100
+}
+
+// startPerf records the server's CPU profile into GATEWAY_LOAD_PERF, when
+// set; the function it returns stops the recording.
+func startPerf(b *testing.B, server string, pid int) func() {
+	dir := os.Getenv("GATEWAY_LOAD_PERF")
+	if dir == "" {
+		return func() {}
+	}
+	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", filepath.Join(dir, server+".perf.data"))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		b.Logf("perf: %v", err)
+		return func() {}
+	}
+	return func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Wait()
+	}
+}
+
+func waitReady(ctx context.Context, url string) error {
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last: %v)", url, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
