@@ -1,5 +1,7 @@
 // Package web holds the live supervisor panel: the static HTML, JavaScript and
-// CSS the gateway serves to browsers, embedded in the binary.
+// CSS the gateway serves to browsers, embedded in the binary. The script is a
+// handful of plain ES modules (app.js imports the others) that browsers load
+// as they are: there is no build step.
 //
 // Every URL in the panel is relative (stylesheets, script and the WebSocket,
 // which is "ws" next to index.html), so the gateway may mount Assets under any
