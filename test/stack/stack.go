@@ -222,8 +222,31 @@ func (s *Stack) RestartPostgres(ctx context.Context) error {
 // NATSURL is the embedded server's client URL.
 func (s *Stack) NATSURL() string { return s.NATS.ClientURL() }
 
-// PanelURL is the gateway's panel address.
-func (s *Stack) PanelURL() string { return "http://" + s.HTTPAddr + "/" }
+// PanelURL is the gateway's panel address (under its PATH_PREFIX).
+func (s *Stack) PanelURL() string { return s.GatewayURL("") }
+
+// PathPrefix is the gateway's PATH_PREFIX as given in Options.Env, with its
+// slashes ("/" when unset).
+func (s *Stack) PathPrefix() string {
+	p := "/"
+	for _, kv := range s.opt.Env {
+		if v, ok := strings.CutPrefix(kv, "PATH_PREFIX="); ok && v != "" {
+			p = "/" + strings.Trim(v, "/") + "/"
+			p = strings.ReplaceAll(p, "//", "/")
+		}
+	}
+	return p
+}
+
+// GatewayURL is the address of path (relative, e.g. "api/v1/whoami") on
+// the gateway, under its PATH_PREFIX.
+func (s *Stack) GatewayURL(path string) string {
+	return "http://" + s.HTTPAddr + s.PathPrefix() + strings.TrimPrefix(path, "/")
+}
+
+// LogFile is the Asterisk log file the stack's log tailer follows: tests
+// append lines to it.
+func (s *Stack) LogFile() string { return filepath.Join(s.opt.Dir, "asterisk", "full") }
 
 // Env is the environment every service of this stack gets.
 func (s *Stack) Env() []string {
@@ -236,7 +259,7 @@ func (s *Stack) Env() []string {
 		"AMI_PASS=monitor-secret",
 		"HTTP_ADDR=" + s.HTTPAddr,
 		"PBX_ID=pbx1",
-		"LOG_FILES=" + filepath.Join(s.opt.Dir, "asterisk", "full"),
+		"LOG_FILES=" + s.LogFile(),
 		"STATE_DIR=" + filepath.Join(s.opt.Dir, "logtailer-state"),
 		"HEALTH_ADDR=127.0.0.1:0",
 		"ENV_FILE=/nonexistent",
@@ -323,7 +346,7 @@ func (s *Stack) WaitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
-		resp, err := http.Get("http://" + s.HTTPAddr + "/readyz")
+		resp, err := http.Get(s.GatewayURL("readyz"))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
