@@ -91,6 +91,10 @@ func Start(ctx context.Context, dir string) (*Cluster, error) {
 
 func (c *Cluster) start(ctx context.Context) error {
 	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories='%s' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB", c.Port, c.Dir)
+	// For diagnosis, e.g. PGCLUSTER_OPTS="-c shared_preload_libraries=pg_stat_statements".
+	if extra := os.Getenv("PGCLUSTER_OPTS"); extra != "" {
+		opts += " " + extra
+	}
 	out, err := c.run(ctx, "pg_ctl", "-D", c.Dir, "-o", opts, "-l", filepath.Join(c.Dir, "server.log"), "-w", "-t", "60", "start")
 	if err != nil {
 		return fmt.Errorf("pgcluster: pg_ctl start: %w: %s", err, out)

@@ -102,30 +102,58 @@ type Stream struct {
 
 // Apply applies one stored message, unless it is a duplicate, of another
 // tenant or undecodable, and advances Seq past it either way.
-func (s *Stream) Apply(m jetstream.Msg) {
+func (s *Stream) Apply(m jetstream.Msg) { s.ApplyDecoded(Decode(m)) }
+
+// Decoded is a stored message decoded by Decode: the part of Apply that
+// needs no state, so that it can run ahead on another goroutine.
+type Decoded struct {
+	Seq     uint64 // stream sequence; 0 when the metadata could not be read
+	Subject string
+	Event   *pb.Event // nil when Err is set
+	Err     error
+}
+
+// Decode reads a stored message's sequence and event.
+func Decode(m jetstream.Msg) Decoded {
+	d := Decoded{Subject: m.Subject()}
 	md, err := m.Metadata()
 	if err != nil {
-		s.Log.Error("message without metadata skipped", "subject", m.Subject(), "err", err)
-		return
+		d.Err = fmt.Errorf("message without metadata: %w", err)
+		return d
 	}
-	seq := md.Sequence.Stream
-	if seq <= s.Seq {
-		return // already applied (redelivery after a consumer reset)
-	}
-	s.Seq = seq
+	d.Seq = md.Sequence.Stream
 	ev := &pb.Event{}
 	if err := proto.Unmarshal(m.Data(), ev); err != nil {
+		d.Err = fmt.Errorf("undecodable event: %w", err)
+		return d
+	}
+	d.Event = ev
+	return d
+}
+
+// ApplyDecoded is Apply of a message Decode has read.
+func (s *Stream) ApplyDecoded(d Decoded) {
+	if d.Seq == 0 {
+		s.Log.Error("message skipped", "subject", d.Subject, "err", d.Err)
+		return
+	}
+	if d.Seq <= s.Seq {
+		return // already applied (redelivery after a consumer reset)
+	}
+	s.Seq = d.Seq
+	if d.Err != nil {
 		// A foreign or corrupt message cannot be applied; skipping it
 		// (and saying so) keeps the projection moving.
-		s.Log.Error("undecodable event skipped", "subject", m.Subject(), "seq", seq, "err", err)
+		s.Log.Error("event skipped", "subject", d.Subject, "seq", d.Seq, "err", d.Err)
 		return
 	}
+	ev := d.Event
 	if ev.GetTenant() != s.Tenant {
-		s.Log.Error("event of another tenant skipped", "subject", m.Subject(), "seq", seq)
+		s.Log.Error("event of another tenant skipped", "subject", d.Subject, "seq", d.Seq)
 		return
 	}
-	if s.Seen.Duplicate(seq, ev.GetId()) {
-		s.Log.Debug("duplicate event skipped", "id", ev.GetId(), "seq", seq)
+	if s.Seen.Duplicate(d.Seq, ev.GetId()) {
+		s.Log.Debug("duplicate event skipped", "id", ev.GetId(), "seq", d.Seq)
 		return
 	}
 	if t := ev.GetPbxTime(); t != nil && t.AsTime().After(s.Latest) {

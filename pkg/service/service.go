@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only on PPROF_ADDR
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,7 +22,8 @@ type Config interface {
 	LogSettings() config.Logging
 }
 
-// Main loads a C from the environment and runs run with it. It does not return.
+// Main loads a C from the environment and runs run with it. It does not
+// return. With PPROF_ADDR set it also serves net/http/pprof there.
 func Main[C Config](name string, run func(context.Context, C, *slog.Logger) error) {
 	var cfg C
 	if err := config.Load(&cfg); err != nil {
@@ -29,6 +32,11 @@ func Main[C Config](name string, run func(context.Context, C, *slog.Logger) erro
 	}
 	ls := cfg.LogSettings()
 	log := logging.New(name, ls.LogFormat, ls.LogLevel)
+	if addr := os.Getenv("PPROF_ADDR"); addr != "" {
+		// Profiling on demand, on its own listener (keep it on loopback):
+		// go tool pprof http://$PPROF_ADDR/debug/pprof/profile
+		go func() { log.Warn("pprof stopped", "err", http.ListenAndServe(addr, nil)) }()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, cfg, log)
 	stop()

@@ -234,7 +234,14 @@ func QueueChanges(b *pgx.Batch, tenant string, gen int32, changes []*pb.Change) 
 			tenant, gen, endpoints.k1, endpoints.k2, endpoints.c1, endpoints.c2, endpoints.body)
 	}
 	if len(goneID) > 0 {
-		b.Queue(`DELETE FROM calls WHERE tenant=$1 AND gen=$2 AND (pbx_id, linkedid) IN (SELECT * FROM unnest($3::text[], $4::text[]))`,
+		// Each key is looked up through the primary key, whatever the
+		// planner believes of the table's size: a join or an IN left to it
+		// became, on a young table without statistics, a rescan of every
+		// key per row. LATERAL makes the keys the outer side and OFFSET 0
+		// keeps the planner from flattening the lookup back into a join.
+		b.Queue(`DELETE FROM calls WHERE ctid = ANY (ARRAY(
+			SELECT c.ctid FROM unnest($3::text[], $4::text[]) AS g(p, l),
+				LATERAL (SELECT ctid FROM calls WHERE tenant=$1 AND gen=$2 AND pbx_id=g.p AND linkedid=g.l OFFSET 0) c))`,
 			tenant, gen, gonePBX, goneID)
 	}
 	if calls.n() > 0 {

@@ -22,6 +22,8 @@ package load
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -101,8 +103,17 @@ func projectOnce(b *testing.B, bin string, events []*pb.Event) (float64, float64
 	}
 	last := st.CachedInfo().State.LastSeq
 
-	cmd := startProjector(b, bin, ns.ClientURL(), dsn)
+	var extra []string
+	profile := os.Getenv("PBXPULSE_LOAD_PROFILE")
+	if profile != "" {
+		extra = append(extra, "PPROF_ADDR=127.0.0.1:6061")
+	}
+	cmd := startProjector(b, bin, ns.ClientURL(), dsn, extra...)
 	defer stopProcess(cmd)
+	if profile != "" {
+		// The projector's CPU profile of its first seconds (its catch-up).
+		go saveProfile(b, "http://127.0.0.1:6061/debug/pprof/profile?seconds=2", profile)
+	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		b.Fatal(err)
@@ -110,24 +121,56 @@ func projectOnce(b *testing.B, bin string, events []*pb.Event) (float64, float64
 	defer conn.Close(ctx)
 	var first time.Time
 	var firstSeq int64
+	var pgStart, projStart, selfStart float64
 	for ctx.Err() == nil {
 		var seq int64
 		err := conn.QueryRow(ctx, `SELECT stream_seq FROM projector_position WHERE tenant='bench'`).Scan(&seq)
 		now := time.Now()
 		if err == nil && seq > 0 && first.IsZero() {
 			first, firstSeq = now, seq
+			pgStart, _ = postgresCPU(ctx, conn)
+			projStart, _, _ = procCPU(cmd.Process.Pid)
+			selfStart, _, _ = procCPU(os.Getpid())
 		}
 		if err == nil && uint64(seq) >= last {
 			hwm := 0.0
 			if s, err := readStatus(cmd.Process.Pid); err == nil {
 				hwm = s.hwm
 			}
+			pg, _ := postgresCPU(ctx, conn)
+			proj, _, _ := procCPU(cmd.Process.Pid)
+			self, _, _ := procCPU(os.Getpid())
+			b.Logf("CPU seconds while catching up (%.2f s): projector %.2f, postgres %.2f, NATS and this benchmark %.2f",
+				now.Sub(first).Seconds(), proj-projStart, pg-pgStart, self-selfStart)
+			logStatements(b, ctx, conn)
 			return float64(seq-firstSeq) / now.Sub(first).Seconds(), hwm
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	b.Fatalf("projector did not reach seq %d", last)
 	return 0, 0
+}
+
+// logStatements logs where Postgres spent its time, when the cluster runs
+// with PGCLUSTER_OPTS="-c shared_preload_libraries=pg_stat_statements".
+func logStatements(b *testing.B, ctx context.Context, conn *pgx.Conn) {
+	if _, err := conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		return
+	}
+	rows, err := conn.Query(ctx, `SELECT left(regexp_replace(query, '\s+', ' ', 'g'), 70), calls, rows, round(total_exec_time::numeric, 0)
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12`)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var q string
+		var calls, n int64
+		var ms float64
+		if rows.Scan(&q, &calls, &n, &ms) == nil {
+			b.Logf("%8.0f ms %6d calls %8d rows  %s", ms, calls, n, q)
+		}
+	}
 }
 
 // copyOnce times a raw COPY of n ten-column rows into a fresh table.
@@ -157,10 +200,35 @@ func copyOnce(b *testing.B, n int) float64 {
 	return float64(n) / time.Since(start).Seconds()
 }
 
-func startProjector(b *testing.B, bin, natsURL, dsn string) *exec.Cmd {
+// saveProfile fetches a pprof profile into file (PBXPULSE_LOAD_PROFILE).
+func saveProfile(b *testing.B, url, file string) {
+	var resp *http.Response
+	var err error
+	for range 50 { // the projector is starting
+		if resp, err = http.Get(url); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		b.Logf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		b.Logf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+}
+
+func startProjector(b *testing.B, bin, natsURL, dsn string, extra ...string) *exec.Cmd {
 	b.Helper()
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "NATS_URL="+natsURL, "DATABASE_URL="+dsn, "TENANT=bench", "LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, extra...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -175,7 +175,9 @@ func (p *projector) runOnce(ctx context.Context) error {
 		return fmt.Errorf("consumer: %w", err)
 	}
 	defer it.Stop()
-	msgs := make(chan jetstream.Msg, p.cfg.BatchSize)
+	// Messages are decoded here, ahead of the loop that applies them: the
+	// decoding (a third of the work per event) runs on another core.
+	msgs := make(chan projection.Decoded, p.cfg.BatchSize)
 	errc := make(chan error, 1)
 	go func() {
 		for {
@@ -184,12 +186,12 @@ func (p *projector) runOnce(ctx context.Context) error {
 				errc <- err
 				return
 			}
-			msgs <- m
+			msgs <- projection.Decode(m)
 		}
 	}()
 	p.log.Info("projecting", "tenant", p.cfg.Tenant, "generation", st.pos.Gen, "from_seq", st.pos.StreamSeq+1, "version", st.pos.Version)
 
-	batch := make([]jetstream.Msg, 0, p.cfg.BatchSize)
+	batch := make([]projection.Decoded, 0, p.cfg.BatchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	prune := time.NewTicker(time.Minute)
@@ -270,10 +272,10 @@ type commit struct {
 
 // prepare applies a batch to the views and builds its commit (nil when the
 // batch was all already applied).
-func (p *projector) prepare(st *state, batch []jetstream.Msg) (*commit, error) {
+func (p *projector) prepare(st *state, batch []projection.Decoded) (*commit, error) {
 	before := st.pos
 	for _, m := range batch {
-		st.Apply(m)
+		st.ApplyDecoded(m)
 	}
 	if st.Seq == before.StreamSeq {
 		return nil, nil
