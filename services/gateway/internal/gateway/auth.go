@@ -57,6 +57,9 @@ type Principal struct {
 	Tenant  string
 	Role    Role
 	Subject string // the JWT's sub, or "token:<tenant>" for a static token
+	// Expires is when a JWT expires (zero for static tokens): a WebSocket
+	// opened with it is closed then, and reconnects with a fresh token.
+	Expires time.Time
 }
 
 // Can reports whether p holds at least role r.
@@ -198,7 +201,11 @@ func (a *authenticator) authenticate(token string) (Principal, error) {
 	if sub == "" {
 		sub = "jwt:" + c.Tenant
 	}
-	return Principal{Tenant: c.Tenant, Role: role, Subject: sub}, nil
+	var exp time.Time
+	if c.ExpiresAt != nil {
+		exp = c.ExpiresAt.Time
+	}
+	return Principal{Tenant: c.Tenant, Role: role, Subject: sub, Expires: exp}, nil
 }
 
 // tokenFrom finds a request's token: "Authorization: Bearer", the WebSocket

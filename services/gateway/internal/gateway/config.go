@@ -1,5 +1,8 @@
-// Package gateway serves the live panel and the WebSocket/HTTP API: a
-// snapshot of a tenant's views from Postgres, then every delta after it.
+// Package gateway serves the live panel and the WebSocket/HTTP API to many
+// tenants at once: each principal's tenant decides every byte it is served.
+// Per tenant, a hub turns the projector's delta announcements into one
+// gap-free sequence and fans it out (encoded once) to that tenant's
+// WebSocket clients, which can also follow the tenant's PBX log lines.
 package gateway
 
 import (
@@ -14,11 +17,12 @@ import (
 type Config struct {
 	// Addr is the HTTP listen address.
 	Addr string `env:"HTTP_ADDR" envDefault:":8080"`
-	// NATSURL is where deltas are announced.
+	// NATSURL is where deltas are announced and logs are kept.
 	NATSURL string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222"`
 	// DatabaseURL is the projections' Postgres database.
 	DatabaseURL string `env:"DATABASE_URL,required"`
-	// Tenant whose views this gateway serves.
+	// Tenant is the tenant GATEWAY_OPEN serves; with tokens, each token
+	// names its own tenant and this is unused.
 	Tenant string `env:"TENANT" envDefault:"default"`
 	// Tokens are static tokens for small setups: comma-separated
 	// tenant:role:token entries (role viewer, supervisor or admin).
@@ -40,12 +44,23 @@ type Config struct {
 	// PathPrefix serves everything under a prefix such as /monitor/.
 	PathPrefix string `env:"PATH_PREFIX" envDefault:"/"`
 	// SendBuffer is how many messages may queue for one client before it is
-	// cut off as too slow.
-	SendBuffer int `env:"WS_SEND_BUFFER" envDefault:"256"`
+	// cut off as too slow (1013).
+	SendBuffer int `env:"WS_SEND_BUFFER" envDefault:"128"`
 	// WriteTimeout cuts off a client that does not take a message in time.
 	WriteTimeout time.Duration `env:"WS_WRITE_TIMEOUT" envDefault:"10s"`
-	// PingInterval keeps idle connections alive through proxies and finds dead ones.
+	// PingInterval: a connection that was sent nothing for this long is
+	// pinged, which keeps it open through proxies and finds dead peers.
 	PingInterval time.Duration `env:"WS_PING_INTERVAL" envDefault:"20s"`
+	// MessageRate and MessageBurst limit the messages one client may send
+	// (per second, and at once); beyond them it gets errors, then 1008.
+	MessageRate  float64 `env:"WS_MESSAGE_RATE" envDefault:"20"`
+	MessageBurst int     `env:"WS_MESSAGE_BURST" envDefault:"40"`
+	// ResumeMax is the most deltas a reconnecting client (?since=) is sent
+	// to catch up; further behind, it gets a fresh snapshot.
+	ResumeMax int `env:"WS_RESUME_MAX" envDefault:"1000"`
+	// HubIdle is how long a tenant's hub outlives its last client, so that
+	// a reconnecting panel finds it warm.
+	HubIdle time.Duration `env:"WS_HUB_IDLE" envDefault:"30s"`
 	config.Logging
 }
 
@@ -55,13 +70,22 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if !strings.HasPrefix(c.PathPrefix, "/") {
-		return errors.New("PATH_PREFIX must start with /")
+		return errors.New("config: PATH_PREFIX must start with /")
 	}
 	if !strings.HasSuffix(c.PathPrefix, "/") {
 		c.PathPrefix += "/"
 	}
-	if c.SendBuffer < 8 {
-		return errors.New("WS_SEND_BUFFER must be at least 8")
+	switch {
+	case c.SendBuffer < 8:
+		return errors.New("config: WS_SEND_BUFFER must be at least 8")
+	case c.WriteTimeout <= 0 || c.PingInterval <= 0:
+		return errors.New("config: WS_WRITE_TIMEOUT and WS_PING_INTERVAL must be positive")
+	case c.MessageRate <= 0 || c.MessageBurst < 1:
+		return errors.New("config: WS_MESSAGE_RATE must be positive and WS_MESSAGE_BURST at least 1")
+	case c.ResumeMax < 0:
+		return errors.New("config: WS_RESUME_MAX must not be negative")
+	case c.HubIdle < 0:
+		return errors.New("config: WS_HUB_IDLE must not be negative")
 	}
 	return nil
 }

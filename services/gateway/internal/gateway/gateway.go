@@ -2,18 +2,21 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -28,14 +31,16 @@ type Gateway struct {
 	log     *slog.Logger
 	pool    *pgxpool.Pool
 	nc      *nats.Conn
-	hub     *hub
+	js      jetstream.JetStream
 	authn   *authenticator
-	metrics metrics
+	origins []string
+	metrics *metrics
 	reg     *prometheus.Registry
-}
 
-type metrics struct {
-	clients, sent, kicked atomic.Int64
+	base  context.Context // ends when the gateway stops; clients and hubs live in it
+	hubs  *hubs
+	wg    sync.WaitGroup // client connections
+	clock atomic.Int64   // coarse wall clock (unix ns) for per-write bookkeeping, see sweep
 }
 
 // Run serves until ctx ends.
@@ -64,6 +69,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 		return err
 	}
 	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
 	pool, err := store.Connect(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
@@ -74,30 +83,100 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	if err := migrateWithRetry(ctx, pool, log); err != nil {
 		return err
 	}
-	g := &Gateway{cfg: cfg, log: log, pool: pool, nc: nc, hub: newHub(cfg.Tenant, pool, log), authn: authn}
-	g.registerMetrics()
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	hubErr := make(chan error, 1)
-	go func() { hubErr <- g.hub.run(ctx, nc) }()
+	base, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	g := &Gateway{cfg: cfg, log: log, pool: pool, nc: nc, js: js, authn: authn, origins: cfg.origins(), base: base}
+	g.clock.Store(time.Now().UnixNano())
+	g.hubs = newHubs(base, g)
+	g.reg = prometheus.NewRegistry()
+	g.metrics = newMetrics(g.reg, g)
+	go g.sweep(base)
 
 	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
-	log.Info("gateway listening", "addr", ln.Addr().String(), "prefix", cfg.PathPrefix, "tenant", cfg.Tenant)
+	log.Info("gateway listening", "addr", ln.Addr().String(), "prefix", cfg.PathPrefix)
 	select {
 	case <-ctx.Done():
-	case err = <-hubErr:
 	case err = <-srvErr:
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
 	_ = srv.Shutdown(sctx)
+	g.closeClients(sctx)
+	stop()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// closeClients says goodbye (1001) to every WebSocket client, and cuts
+// those that do not take it before ctx ends. http.Server.Shutdown leaves
+// upgraded connections alone.
+func (g *Gateway) closeClients(ctx context.Context) {
+	var cs []*client
+	for _, h := range g.hubs.all() {
+		cs = h.clientList(cs)
+	}
+	for _, c := range cs {
+		c.cut(websocket.StatusGoingAway, "server shutting down", cutShutdown)
+	}
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	for _, c := range cs {
+		c.kill("server shutting down", cutShutdown)
+	}
+	<-done
+}
+
+// sweep keeps the coarse clock and, every second, looks at every client:
+// it cuts writes stuck longer than WS_WRITE_TIMEOUT and connections whose
+// JWT expired, and pings connections idle for WS_PING_INTERVAL. One
+// goroutine for all: no timer per connection or per write.
+func (g *Gateway) sweep(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var cs []*client
+	for n := 1; ; n++ {
+		var now time.Time
+		select {
+		case <-ctx.Done():
+			return
+		case now = <-tick.C:
+		}
+		ns := now.UnixNano()
+		g.clock.Store(ns)
+		if n%4 != 0 {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, g.cfg.WriteTimeout)
+		cs = cs[:0]
+		for _, h := range g.hubs.all() {
+			cs = h.clientList(cs)
+		}
+		for _, c := range cs {
+			if ws := c.writingSince.Load(); ws != 0 && time.Duration(ns-ws) > g.cfg.WriteTimeout {
+				c.kill("write timeout", cutWriteTimeout)
+				continue
+			}
+			if exp := c.p.Expires; !exp.IsZero() && now.After(exp) {
+				c.cut(websocket.StatusPolicyViolation, "token expired", cutExpired)
+				continue
+			}
+			if time.Duration(ns-c.lastWrite.Load()) >= g.cfg.PingInterval && c.pinging.CompareAndSwap(false, true) {
+				go c.ping(pctx)
+			}
+		}
+		clear(cs) // let finished clients go
+		// The pings of this round share pctx; its timer ends with them.
+		time.AfterFunc(g.cfg.WriteTimeout, cancel)
+	}
 }
 
 // Handler is the gateway's HTTP handler, rooted at the configured prefix.
@@ -105,6 +184,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	p := g.cfg.PathPrefix
 	mux.Handle("GET "+p+"ws", g.authed(RoleViewer, http.HandlerFunc(g.handleWS)))
+	mux.Handle("GET "+p+"api/v1/whoami", g.authed(RoleViewer, http.HandlerFunc(g.handleWhoami)))
 	mux.Handle("GET "+p+"api/v1/snapshot", g.authed(RoleViewer, http.HandlerFunc(g.handleSnapshot)))
 	mux.Handle("GET "+p+"api/v1/history", g.authed(RoleViewer, http.HandlerFunc(g.handleHistory)))
 	mux.Handle("GET "+p+"api/v1/trunks/health", g.authed(RoleViewer, http.HandlerFunc(g.handleTrunkHealth)))
@@ -133,13 +213,10 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.origins()})
-	if err != nil {
-		return // Accept has answered the request
-	}
-	defer conn.CloseNow()
-	g.serveClient(r.Context(), conn, g.log.With("remote", r.RemoteAddr))
+func (g *Gateway) handleWhoami(w http.ResponseWriter, r *http.Request) {
+	p, _ := principalFrom(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"tenant": p.Tenant, "role": p.Role.String(), "subject": p.Subject})
 }
 
 func (g *Gateway) handleSnapshot(w http.ResponseWriter, r *http.Request) {
@@ -152,14 +229,15 @@ func (g *Gateway) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		g.handleSnapshotAt(w, r, at)
 		return
 	}
-	f, err := g.hub.snapshot(r.Context())
+	p, _ := principalFrom(r.Context())
+	f, err := readSnapshot(r.Context(), g.pool, p.Tenant)
 	if err != nil {
-		g.log.Warn("snapshot", "err", err)
-		http.Error(w, "snapshot unavailable", http.StatusServiceUnavailable)
+		g.log.Warn("snapshot", "tenant", p.Tenant, "err", err)
+		httpError(w, http.StatusServiceUnavailable, "unavailable", "snapshot unavailable")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(f.data)
+	_, _ = w.Write(f.body())
 }
 
 func (g *Gateway) handleReady(w http.ResponseWriter, r *http.Request) {
@@ -174,20 +252,6 @@ func (g *Gateway) handleReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ready")
-}
-
-func (g *Gateway) registerMetrics() {
-	g.reg = prometheus.NewRegistry()
-	g.reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pbxpulse_gateway_connections", Help: "Open WebSocket connections."},
-			func() float64 { return float64(g.metrics.clients.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pbxpulse_gateway_deltas_sent_total", Help: "Deltas written to clients."},
-			func() float64 { return float64(g.metrics.sent.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pbxpulse_gateway_clients_cut_total", Help: "Clients disconnected for being too slow or behind a history gap."},
-			func() float64 { return float64(g.metrics.kicked.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pbxpulse_gateway_view_version", Help: "Last view version fanned out."},
-			func() float64 { return float64(g.hub.lastVersion()) }),
-	)
 }
 
 func migrateWithRetry(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {

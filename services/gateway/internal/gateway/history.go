@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
@@ -79,9 +78,10 @@ func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "format: want json or csv")
 		return
 	}
+	p, _ := principalFrom(r.Context())
 	var page store.HistoryPage
-	err = store.InTenant(r.Context(), g.pool, g.cfg.Tenant, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) (err error) {
-		page, err = store.QueryHistory(r.Context(), tx, g.cfg.Tenant, hq)
+	err = store.InTenant(r.Context(), g.pool, p.Tenant, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) (err error) {
+		page, err = store.QueryHistory(r.Context(), tx, p.Tenant, hq)
 		return err
 	})
 	if errors.Is(err, store.ErrBadCursor) {
@@ -89,8 +89,8 @@ func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		g.log.Warn("history", "err", err)
-		http.Error(w, "history unavailable", http.StatusServiceUnavailable)
+		g.log.Warn("history", "tenant", p.Tenant, "err", err)
+		httpError(w, http.StatusServiceUnavailable, "unavailable", "history unavailable")
 		return
 	}
 	if format == "csv" {
@@ -100,14 +100,14 @@ func (g *Gateway) handleHistory(w http.ResponseWriter, r *http.Request) {
 	records := make([]json.RawMessage, len(page.Records))
 	for i, rec := range page.Records {
 		if records[i], err = jsonOpts.Marshal(rec); err != nil {
-			http.Error(w, "encode", http.StatusInternalServerError)
+			httpError(w, http.StatusInternalServerError, "internal", "encode")
 			return
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(struct {
 		Records []json.RawMessage `json:"records"`
-		Next    string            `json:"next,omitempty"`
+		Next    string            `json:"next_cursor,omitempty"`
 	}{records, page.Next})
 }
 
@@ -154,30 +154,48 @@ func safeCell(s string) string {
 }
 
 // handleTrunkHealth serves trunk health samples: GET api/v1/trunks/health
-// with pbx, trunk and since (default: the last 24 hours).
+// with pbx, trunk, from (default: 24 hours ago; since is an older name)
+// and to (default: now).
 func (g *Gateway) handleTrunkHealth(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	since, err := queryTime(q, "since")
+	if !q.Has("from") {
+		q.Set("from", q.Get("since"))
+	}
+	from, err := queryTime(q, "from")
 	if err != nil {
 		badRequest(w, err.Error())
 		return
 	}
-	if since.IsZero() {
-		since = time.Now().Add(-24 * time.Hour)
+	to, err := queryTime(q, "to")
+	if err != nil {
+		badRequest(w, err.Error())
+		return
 	}
+	if from.IsZero() {
+		from = time.Now().Add(-24 * time.Hour)
+	}
+	p, _ := principalFrom(r.Context())
 	var samples []*pb.TrunkHealthSample
-	err = store.InTenant(r.Context(), g.pool, g.cfg.Tenant, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) (err error) {
-		samples, err = store.TrunkHealth(r.Context(), tx, g.cfg.Tenant, q.Get("pbx"), q.Get("trunk"), since, 0)
+	err = store.InTenant(r.Context(), g.pool, p.Tenant, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) (err error) {
+		samples, err = store.TrunkHealth(r.Context(), tx, p.Tenant, q.Get("pbx"), q.Get("trunk"), from, 0)
 		return err
 	})
 	if err != nil {
-		g.log.Warn("trunk health", "err", err)
-		http.Error(w, "trunk health unavailable", http.StatusServiceUnavailable)
+		g.log.Warn("trunk health", "tenant", p.Tenant, "err", err)
+		httpError(w, http.StatusServiceUnavailable, "unavailable", "trunk health unavailable")
 		return
 	}
-	out := make([]json.RawMessage, len(samples))
-	for i, s := range samples {
-		out[i], _ = jsonOpts.Marshal(s)
+	out := make([]json.RawMessage, 0, len(samples))
+	for _, s := range samples {
+		if !to.IsZero() && !s.GetAt().AsTime().Before(to) {
+			break // oldest first
+		}
+		b, err := jsonOpts.Marshal(s)
+		if err != nil {
+			httpError(w, http.StatusInternalServerError, "internal", "encode")
+			return
+		}
+		out = append(out, b)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(struct {
@@ -188,22 +206,18 @@ func (g *Gateway) handleTrunkHealth(w http.ResponseWriter, r *http.Request) {
 // handleSnapshotAt serves the views as they stood at a past time (?at=),
 // replayed from the event stream: the panel at 10:32, for incident review.
 func (g *Gateway) handleSnapshotAt(w http.ResponseWriter, r *http.Request, at time.Time) {
-	js, err := jetstream.New(g.nc)
+	p, _ := principalFrom(r.Context())
+	snap, _, err := projection.AsOf(r.Context(), g.js, p.Tenant, at, nil, g.log)
 	if err != nil {
-		http.Error(w, "stream unavailable", http.StatusServiceUnavailable)
-		return
-	}
-	snap, _, err := projection.AsOf(r.Context(), js, g.cfg.Tenant, at, nil, g.log)
-	if err != nil {
-		g.log.Warn("snapshot as of", "at", at, "err", err)
-		http.Error(w, "stream unavailable", http.StatusServiceUnavailable)
+		g.log.Warn("snapshot as of", "tenant", p.Tenant, "at", at, "err", err)
+		httpError(w, http.StatusServiceUnavailable, "unavailable", "event stream unavailable")
 		return
 	}
 	body, err := jsonOpts.Marshal(snap)
 	if err != nil {
-		http.Error(w, "encode", http.StatusInternalServerError)
+		httpError(w, http.StatusInternalServerError, "internal", "encode")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(envelope("snapshot", body))
+	_, _ = w.Write(body)
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -43,21 +41,13 @@ func storeHistory(t *testing.T, dsn, tenant string, recs ...*pb.CallRecord) {
 	}
 }
 
-func get(t *testing.T, e env, path string, query url.Values) (int, string) {
+func get(t *testing.T, g *testGateway, path string, query url.Values) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+e.addr+"/monitor/"+path+"?"+query.Encode(), nil)
-	req.Header.Set("Authorization", "Bearer s3cret-acme-token-0")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	return g.get(t, path+"?"+query.Encode(), tokAcme)
 }
 
 func TestHistoryAPI(t *testing.T) {
-	e := startGateway(t, "s3cret-acme-token-0")
+	e := startGateway(t, nil)
 	t0 := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	var recs []*pb.CallRecord
 	for i := range 25 {
@@ -79,7 +69,7 @@ func TestHistoryAPI(t *testing.T) {
 			Linkedid    string `json:"linkedid"`
 			Disposition string `json:"disposition"`
 		} `json:"records"`
-		Next string `json:"next"`
+		Next string `json:"next_cursor"`
 	}
 	fetch := func(q url.Values) page {
 		t.Helper()
