@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pbxpulse/pbxpulse/pkg/ami"
@@ -53,7 +52,7 @@ func (v *Views) upsertChannel(pbx string, at *timestamppb.Timestamp, ch *pb.Chan
 		v.calls[ck] = call
 		delete(v.removedCalls, ck)
 	}
-	n := proto.Clone(ch).(*pb.Channel)
+	n := v.own(ch)
 	n.Linkedid = linked
 	n.DurationSeconds = 0
 	var oldEP string

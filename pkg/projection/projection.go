@@ -43,6 +43,10 @@ type Views struct {
 	removedCalls                                                 map[string]*pb.CallKey
 	history                                                      []*pb.CallRecord
 	health                                                       []*pb.TrunkHealthSample
+
+	// owned is set while applying an event the caller gave away
+	// (ApplyOwned): its channels are kept as they are instead of copied.
+	owned bool
 }
 
 // New returns the views of a snapshot (nil for empty). Queue counters roll
@@ -168,6 +172,28 @@ func (v *Views) takeChanges(copies bool) []*pb.Change {
 
 // Apply applies one event.
 func (v *Views) Apply(e *pb.Event) {
+	v.owned = false
+	v.apply(e)
+}
+
+// ApplyOwned is Apply of an event the caller will not use again (one it has
+// just decoded): the views may keep and change its messages, which spares
+// copying them (proto.Clone was a tenth of the projector's CPU).
+func (v *Views) ApplyOwned(e *pb.Event) {
+	v.owned = true
+	v.apply(e)
+	v.owned = false
+}
+
+// own returns ch itself when the event is owned, else a copy the views may keep.
+func (v *Views) own(ch *pb.Channel) *pb.Channel {
+	if v.owned {
+		return ch
+	}
+	return proto.Clone(ch).(*pb.Channel)
+}
+
+func (v *Views) apply(e *pb.Event) {
 	pbx := e.GetPbxId()
 	at := e.GetPbxTime()
 	switch p := e.Payload.(type) {
@@ -197,7 +223,7 @@ func (v *Views) Apply(e *pb.Event) {
 		v.upsertChannel(pbx, at, p.CallerIdChanged.Channel, true)
 	case *pb.Event_ChannelRenamed:
 		if ch := p.ChannelRenamed.Channel; ch != nil && p.ChannelRenamed.NewName != "" {
-			ch = proto.Clone(ch).(*pb.Channel)
+			ch = v.own(ch)
 			ch.Name = p.ChannelRenamed.NewName
 			v.updateChannel(pbx, at, ch, true)
 		}
@@ -216,13 +242,13 @@ func (v *Views) Apply(e *pb.Event) {
 		}
 	case *pb.Event_BridgeEnter:
 		if p.BridgeEnter.Channel != nil {
-			ch := proto.Clone(p.BridgeEnter.Channel).(*pb.Channel)
+			ch := v.own(p.BridgeEnter.Channel)
 			ch.BridgeId = p.BridgeEnter.BridgeId
 			v.upsertChannel(pbx, at, ch, true)
 		}
 	case *pb.Event_BridgeLeave:
 		if p.BridgeLeave.Channel != nil {
-			ch := proto.Clone(p.BridgeLeave.Channel).(*pb.Channel)
+			ch := v.own(p.BridgeLeave.Channel)
 			ch.BridgeId = ""
 			v.updateChannel(pbx, at, ch, false)
 		}

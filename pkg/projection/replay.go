@@ -159,7 +159,7 @@ func (s *Stream) ApplyDecoded(d Decoded) {
 	if t := ev.GetPbxTime(); t != nil && t.AsTime().After(s.Latest) {
 		s.Latest = t.AsTime()
 	}
-	s.Views.Apply(ev)
+	s.Views.ApplyOwned(ev) // decoded for this call only
 }
 
 // DefaultDedupeWindow is the projector's default PROJECTOR_DEDUPE_WINDOW.
