@@ -217,11 +217,14 @@ func (v *Views) unindexChannel(pbx string, ch *pb.Channel) string {
 	return ep
 }
 
+// epKey names an endpoint.
+type epKey struct{ pbx, name string }
+
 // touchEndpoint marks an endpoint changed; its derived fields are
 // recomputed once per batch, when the changes are taken (settle).
 func (v *Views) touchEndpoint(pbx, name string) {
 	if name != "" {
-		v.stale[pbx+"/"+name] = true
+		v.stale[epKey{pbx, name}] = true // no key string built per event
 	}
 }
 
@@ -231,7 +234,7 @@ func (v *Views) touchEndpoint(pbx, name string) {
 // computing them after every event would.
 func (v *Views) settle() {
 	for k := range v.stale {
-		v.deriveEndpoint(k)
+		v.deriveEndpoint(k.pbx + "/" + k.name)
 	}
 	clear(v.stale)
 }

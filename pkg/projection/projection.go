@@ -37,7 +37,7 @@ type Views struct {
 	// Indexes derived from the calls, rebuilt on load.
 	chanCall map[string]string                 // pbx/uniqueid -> call key
 	epChans  map[string]map[string]*pb.Channel // pbx/endpoint -> uniqueid -> channel
-	stale    map[string]bool                   // endpoints whose derived fields need recomputing
+	stale    map[epKey]bool                    // endpoints whose derived fields need recomputing
 
 	dirtyPBX, dirtyEndpoints, dirtyCalls, dirtyRegs, dirtyQueues map[string]bool
 	removedCalls                                                 map[string]*pb.CallKey
@@ -58,7 +58,7 @@ func New(tenant string, snap *pb.Snapshot, loc *time.Location) *Views {
 	v := &Views{
 		tenant: tenant, loc: loc, pbxs: map[string]*pb.PbxView{}, endpoints: map[string]*pb.EndpointView{},
 		calls: map[string]*pb.CallView{}, regs: map[string]*pb.TrunkRegistrationView{}, queues: map[string]*pb.QueueView{},
-		chanCall: map[string]string{}, epChans: map[string]map[string]*pb.Channel{}, stale: map[string]bool{},
+		chanCall: map[string]string{}, epChans: map[string]map[string]*pb.Channel{}, stale: map[epKey]bool{},
 	}
 	v.resetDirty()
 	if snap == nil {
@@ -88,8 +88,17 @@ func New(tenant string, snap *pb.Snapshot, loc *time.Location) *Views {
 }
 
 func (v *Views) resetDirty() {
-	v.dirtyPBX, v.dirtyEndpoints, v.dirtyCalls, v.dirtyRegs, v.dirtyQueues = map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
-	v.removedCalls = map[string]*pb.CallKey{}
+	if v.dirtyPBX == nil {
+		v.dirtyPBX, v.dirtyEndpoints, v.dirtyCalls, v.dirtyRegs, v.dirtyQueues = map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+		v.removedCalls = map[string]*pb.CallKey{}
+	}
+	// Cleared, not replaced: the maps keep their size from batch to batch.
+	clear(v.dirtyPBX)
+	clear(v.dirtyEndpoints)
+	clear(v.dirtyCalls)
+	clear(v.dirtyRegs)
+	clear(v.dirtyQueues)
+	clear(v.removedCalls)
 	v.history, v.health = nil, nil
 }
 
