@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	envparse "github.com/caarlos0/env/v11"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -45,8 +46,13 @@ func startAPIGateway(t *testing.T) apiEnv {
 	}
 	tokens := strings.Join([]string{"acme:viewer:" + tokViewer, "acme:supervisor:" + tokSupervisor,
 		"acme:admin:" + tokAdmin, "other:supervisor:" + tokOther}, ",")
-	cfg := Config{NATSURL: ns.ClientURL(), DatabaseURL: dsn, Tenant: "acme", Tokens: tokens, PathPrefix: "/monitor/",
-		SendBuffer: 64, WriteTimeout: 5 * time.Second, PingInterval: time.Second}
+	// The defaults of every other setting, as the service would have them.
+	var cfg Config
+	if err := envparse.ParseWithOptions(&cfg, envparse.Options{Environment: map[string]string{
+		"NATS_URL": ns.ClientURL(), "DATABASE_URL": dsn, "TENANT": "acme", "GATEWAY_TOKENS": tokens, "PATH_PREFIX": "/monitor/",
+	}}); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ln) }()
