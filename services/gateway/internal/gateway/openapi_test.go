@@ -154,8 +154,8 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 
 	// Query variants worth checking beside the bare operation.
 	variants := map[string][]string{
-		"/api/v1/history":  {"format=csv", "limit=0"},
-		"/api/v1/snapshot": {"at=" + time.Now().Add(-time.Minute).UTC().Format(time.RFC3339), "at=yesterday"},
+		"/api/v1/history":    {"format=csv", "limit=0"},
+		"/api/v1/snapshot":   {"at=" + time.Now().Add(-time.Minute).UTC().Format(time.RFC3339), "at=yesterday"},
 		"/api/v1/logs/stats": {"pbx=pbx1&from=" + time.Now().Add(-2*time.Hour).UTC().Format(time.RFC3339)},
 	}
 	ctx := context.Background()
