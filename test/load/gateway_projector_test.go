@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +34,18 @@ type fakeProjector struct {
 	txs      int
 	commits  int
 	txTime   time.Duration // spent in transactions
+	// ends maps each commit's committed_at (unix ns) to when its
+	// transaction ended (unix ns), for the clients' second clock.
+	ends sync.Map
+}
+
+// committed returns when the transaction of the deltas stamped at ended.
+func (p *fakeProjector) committed(at time.Time) (time.Time, bool) {
+	v, ok := p.ends.Load(at.UnixNano())
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(0, v.(int64)), true
 }
 
 // endpointsPerTenant is the size of each tenant's seeded view besides its
@@ -124,7 +137,9 @@ func (p *fakeProjector) commit(ctx context.Context, due []int, now time.Time) er
 	if err := p.send(ctx, b); err != nil {
 		return fmt.Errorf("commit %d deltas: %w", len(due), err)
 	}
-	p.txTime += time.Since(start)
+	end := time.Now()
+	p.ends.Store(now.UnixNano(), end.UnixNano())
+	p.txTime += end.Sub(start)
 	p.txs++
 	p.commits += len(due)
 	for i, g := range due {

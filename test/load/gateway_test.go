@@ -42,9 +42,11 @@ package load
 // GATEWAY_LOAD_DURATION=5s for a quick one. GATEWAY_LOAD_BIN=<path> runs
 // that gateway binary instead of building ./services/gateway, to compare
 // two versions. GATEWAY_LOAD_SERVERS=baseline (or gateway) runs only one
-// of the two, for profiling. GATEWAY_LOAD_PERF=<dir>
-// records each server's CPU profile during traffic with perf
-// (<dir>/<server>.perf.data; `perf report -i` reads it).
+// of the two, for profiling. GATEWAY_LOAD_PROFILE=<dir> records each
+// server's CPU profile during traffic with perf (<dir>/<server>.perf.data,
+// kernel included; `perf report -i` reads it) and the gateway's Go CPU
+// profile during traffic and heap profile with the clients connected
+// (<dir>/gateway.cpu.pprof, gateway.heap.pprof, from PPROF_ADDR).
 
 import (
 	"bufio"
@@ -61,10 +63,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 
 	"github.com/pbxpulse/pbxpulse/pkg/testenv"
@@ -85,21 +89,39 @@ func (l fanoutLoad) tenant(g int) string { return wsload.GroupName(g) }
 
 // fanoutRun is what one server's run measured.
 type fanoutRun struct {
-	server                      string
-	res                         wsload.Result
-	rate                        float64 // deltas delivered per second
-	p50, p99, max               time.Duration
-	connect                     time.Duration // to connect every client
-	rssIdle, rssConnected       float64       // MB
-	rssTraffic, rssPeak         float64       // MB: median and largest sample during traffic
-	cpuServer, cpuTest, traffic float64       // CPU seconds of the server and of this process during traffic, and its length
-	clientRSS                   float64       // MB of this process with the clients connected
-	commitsPerTx, txMillis      float64       // gateway only: the fake projector's batching and mean transaction time
-	extra                       []string
+	server                string
+	res                   wsload.Result
+	rate                  float64       // deltas delivered per second
+	p50, p99, max         time.Duration // from committed_at
+	p50c, p99c            time.Duration // gateway only: from the end of the commit's transaction
+	connect               time.Duration // to connect every client
+	rssIdle, rssConnected float64       // MB
+	rssTraffic, rssPeak   float64       // MB: median and largest sample during traffic
+	clientRSS             float64       // MB of this process with the clients connected
+	// CPU seconds during traffic (traffic seconds long): the server, this
+	// process (clients; for the gateway also NATS and the projector
+	// stand-in), Postgres, and the whole machine (neighbours included).
+	traffic, cpuServer, cpuTest, cpuPostgres, cpuMachine float64
+	extra                                                []string
 }
 
 func (r fanoutRun) perConnKB(rss float64, clients int) float64 {
 	return (rss - r.rssIdle) * 1024 / float64(clients)
+}
+
+// serverUnderTest is what measure needs of a running server.
+type serverUnderTest struct {
+	name   string
+	pid    int
+	target func(g int) (url string, h http.Header)
+	// publish runs the traffic; it returns when the last delta is
+	// published, with the time of the first and each group's last version.
+	publish func(ctx context.Context) (time.Time, func(g int) uint64, error)
+	// origin, pprofAddr and postgresCPU: see wsload.SwarmConfig.Origin,
+	// PPROF_ADDR and postgresCPU; unset for the baseline.
+	origin      func(time.Time) (time.Time, bool)
+	pprofAddr   string
+	postgresCPU func() float64
 }
 
 func BenchmarkGatewayFanout(b *testing.B) {
@@ -134,13 +156,14 @@ func BenchmarkGatewayFanout(b *testing.B) {
 			logFanout(b, l, gw)
 			b.ReportMetric(gw.rate, "msgs/s")
 			b.ReportMetric(ms(gw.p99), "p99_ms")
+			b.ReportMetric(ms(gw.p99c), "p99_from_commit_ms")
 			b.ReportMetric(gw.perConnKB(gw.rssTraffic, l.clients), "KB/conn")
 			b.ReportMetric(float64(gw.res.Missing), "missing")
 		}
 		if base.rate > 0 && gw.rate > 0 {
 			ratio := gw.rate / base.rate
-			b.Logf("gateway/baseline deltas delivered per second: %.3f (target ≥ 0.70); gateway p99 %.1f ms (target < 100 ms); gateway %.1f KB per connection at rest, %.1f KB in traffic (target < 30 KB)",
-				ratio, ms(gw.p99), gw.perConnKB(gw.rssConnected, l.clients), gw.perConnKB(gw.rssTraffic, l.clients))
+			b.Logf("gateway/baseline deltas delivered per second: %.3f (target ≥ 0.70); gateway p99 %.1f ms from committed_at, %.1f ms from the end of the transaction (target < 100 ms); gateway %.1f KB per connection at rest, %.1f KB in traffic (target < 30 KB)",
+				ratio, ms(gw.p99), ms(gw.p99c), gw.perConnKB(gw.rssConnected, l.clients), gw.perConnKB(gw.rssTraffic, l.clients))
 			b.ReportMetric(ratio, "ratio")
 		}
 	}
@@ -151,14 +174,18 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func logFanout(b *testing.B, l fanoutLoad, r fanoutRun) {
 	b.Helper()
 	res := r.res
-	b.Logf("%s: %d clients, %d tenants × %d deltas/s for %s: delivered %.0f deltas/s (%.1f%% of the %.0f offered), %.1f MB/s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+	b.Logf("%s: %d clients, %d tenants × %d deltas/s for %s: delivered %.0f deltas/s (%.1f%% of the %.0f offered), %.1f MB/s; latency from committed_at p50 %.1f ms, p99 %.1f ms, max %.1f ms",
 		r.server, l.clients, l.tenants, l.rate, l.duration, r.rate, 100*r.rate/l.offered(), l.offered(),
-		float64(res.Bytes)/(1<<20)/res.Last.Sub(res.First).Seconds(), ms(r.p50), ms(r.p99), ms(r.max))
+		float64(res.Bytes)/(1<<20)/max(res.Last.Sub(res.First), l.duration).Seconds(), ms(r.p50), ms(r.p99), ms(r.max))
 	b.Logf("%s: deltas expected %d, delivered %d, missing %d; gaps %d, duplicates %d, foreign %d, malformed %d, unasked snapshots %d; connections dropped %d %v",
 		r.server, res.Expected, res.Delivered, res.Missing, res.Gaps, res.Dups, res.Foreign, res.Malformed, res.Resyncs, res.Dropped, res.Closes)
-	b.Logf("%s: RSS idle %.1f MB, %d connected %.1f MB (%.1f KB/conn), in traffic median %.1f MB (%.1f KB/conn), peak %.1f MB; CPU in traffic: server %.2f cores, test process %.2f cores; connecting took %s; test process RSS %.0f MB",
+	b.Logf("%s: RSS idle %.1f MB, %d connected %.1f MB (%.1f KB/conn), in traffic median %.1f MB (%.1f KB/conn), peak %.1f MB; connecting took %s; test process RSS %.0f MB",
 		r.server, r.rssIdle, l.clients, r.rssConnected, r.perConnKB(r.rssConnected, l.clients), r.rssTraffic, r.perConnKB(r.rssTraffic, l.clients),
-		r.rssPeak, r.cpuServer/r.traffic, r.cpuTest/r.traffic, r.connect.Round(time.Millisecond), r.clientRSS)
+		r.rssPeak, r.connect.Round(time.Millisecond), r.clientRSS)
+	cores := func(s float64) float64 { return s / r.traffic }
+	b.Logf("%s: CPU in traffic (cores of 2): server %.2f, test process %.2f, postgres %.2f, whole machine %.2f (others %.2f); server %.1f µs per delivered delta",
+		r.server, cores(r.cpuServer), cores(r.cpuTest), cores(r.cpuPostgres), cores(r.cpuMachine),
+		cores(r.cpuMachine-r.cpuServer-r.cpuTest-r.cpuPostgres), 1e6*r.cpuServer/float64(max(res.Delivered, 1)))
 	for _, e := range r.extra {
 		b.Logf("%s: %s", r.server, e)
 	}
@@ -170,57 +197,63 @@ func logFanout(b *testing.B, l fanoutLoad, r fanoutRun) {
 	}
 }
 
-// measure connects the swarm to a running server (pid), lets publish run
-// the traffic and returns the figures; publish returns when the last
-// delta is published, with the time of the first, and final gives each
-// group's last version then.
-func measure(b *testing.B, server string, pid int, l fanoutLoad, target func(g int) (string, http.Header),
-	publish func(ctx context.Context) (time.Time, func(g int) uint64, error)) fanoutRun {
+// measure connects a swarm of clients to a running server, lets it run
+// the traffic and returns the figures.
+func measure(b *testing.B, l fanoutLoad, srv serverUnderTest) fanoutRun {
 	b.Helper()
 	runtime.GC()
 	debug.FreeOSMemory()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	r := fanoutRun{server: server}
-	idle, err := readStatus(pid)
+	r := fanoutRun{server: srv.name}
+	idle, err := readStatus(srv.pid)
 	if err != nil {
 		b.Fatal(err)
 	}
 	r.rssIdle = idle.rss
 
 	t0 := time.Now()
-	swarm, err := wsload.Dial(ctx, wsload.SwarmConfig{Clients: l.clients, Groups: l.tenants, Target: target, Tenant: l.tenant,
+	swarm, err := wsload.Dial(ctx, wsload.SwarmConfig{Clients: l.clients, Groups: l.tenants, Target: srv.target, Tenant: l.tenant, Origin: srv.origin,
 		Progress: func(n int) {
 			if n%5000 == 0 {
-				b.Logf("%s: %d clients connected", server, n)
+				b.Logf("%s: %d clients connected", srv.name, n)
 			}
 		}})
 	if err != nil {
-		b.Fatalf("%s: connecting clients: %v", server, err)
+		b.Fatalf("%s: connecting clients: %v", srv.name, err)
 	}
 	defer swarm.Close()
 	r.connect = time.Since(t0)
 	// Let the connection storm's garbage go before measuring at rest.
 	time.Sleep(2 * time.Second)
-	if st, err := readStatus(pid); err == nil {
+	if st, err := readStatus(srv.pid); err == nil {
 		r.rssConnected = st.rss
 	}
 	if st, err := readStatus(os.Getpid()); err == nil {
 		r.clientRSS = st.rss
 	}
 
-	perf := startPerf(b, server, pid)
-	samples := startSampler(pid)
-	cpuServer0, cpuTest0 := cpuSeconds(pid), cpuSeconds(os.Getpid())
-	start, final, err := publish(ctx)
+	profiles := startProfiles(b, srv.name, srv.pid, srv.pprofAddr, l.duration)
+	samples := startSampler(srv.pid)
+	cpu := func() (server, test, pg, machine float64) {
+		server, _, _ = procCPU(srv.pid)
+		test, _, _ = procCPU(os.Getpid())
+		if srv.postgresCPU != nil {
+			pg = srv.postgresCPU()
+		}
+		return server, test, pg, machineCPU()
+	}
+	s0, t0c, pg0, m0 := cpu()
+	start, final, err := srv.publish(ctx)
 	if err != nil {
-		b.Fatalf("%s: publishing: %v", server, err)
+		b.Fatalf("%s: publishing: %v", srv.name, err)
 	}
 	last := swarm.WaitCaughtUp(ctx, final, 10*time.Second)
 	r.traffic = time.Since(start).Seconds()
-	r.cpuServer, r.cpuTest = cpuSeconds(pid)-cpuServer0, cpuSeconds(os.Getpid())-cpuTest0
+	s1, t1c, pg1, m1 := cpu()
+	r.cpuServer, r.cpuTest, r.cpuPostgres, r.cpuMachine = s1-s0, t1c-t0c, pg1-pg0, m1-m0
 	samples.stop()
-	perf()
+	profiles()
 	if rss := samples.mark(); len(rss) > 0 {
 		r.rssPeak = slices.Max(rss)
 		r.rssTraffic = median(rss)
@@ -230,7 +263,28 @@ func measure(b *testing.B, server string, pid int, l fanoutLoad, target func(g i
 	// what is offered, not more.
 	r.rate = float64(r.res.Delivered) / max(last.Sub(start), l.duration).Seconds()
 	r.p50, r.p99, r.max = swarm.Latency.Quantile(0.5), swarm.Latency.Quantile(0.99), swarm.Latency.Max()
+	r.p50c, r.p99c = swarm.FromOrigin.Quantile(0.5), swarm.FromOrigin.Quantile(0.99)
 	return r
+}
+
+// machineCPU is the CPU seconds all cores have spent busy (not idle or
+// waiting for I/O), from /proc/stat.
+func machineCPU() float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	busy := 0.0
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, _ := strconv.ParseFloat(v, 64)
+		busy += n
+	}
+	return busy / clockTicks
 }
 
 // runBroadcastBaseline measures the bare broadcast server.
@@ -253,8 +307,9 @@ func runBroadcastBaseline(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 		b.Fatalf("wsbroadcast did not start: %q %v\n%s", line, err, stderr)
 	}
 	base := "http://" + addr
-	target := func(g int) (string, http.Header) { return fmt.Sprintf("ws://%s/ws?group=%d", addr, g), nil }
-	publish := func(ctx context.Context) (time.Time, func(int) uint64, error) {
+	srv := serverUnderTest{name: "baseline", pid: cmd.Process.Pid,
+		target: func(g int) (string, http.Header) { return fmt.Sprintf("ws://%s/ws?group=%d", addr, g), nil }}
+	srv.publish = func(ctx context.Context) (time.Time, func(int) uint64, error) {
 		start := time.Now()
 		resp, err := http.Post(base+"/start?for="+l.duration.String(), "", nil)
 		if err != nil {
@@ -280,7 +335,7 @@ func runBroadcastBaseline(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 		}
 		return start, func(g int) uint64 { return v.Versions[g] }, nil
 	}
-	r := measure(b, "baseline", cmd.Process.Pid, l, target, publish)
+	r := measure(b, l, srv)
 	if s := stderr.String(); s != "" {
 		r.extra = append(r.extra, "stderr: "+s)
 	}
@@ -313,6 +368,11 @@ func runGatewayFanout(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 		b.Fatal(err)
 	}
 	defer proj.close()
+	pg, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pg.Close(context.Background())
 
 	addr, err := freeAddr()
 	if err != nil {
@@ -320,7 +380,14 @@ func runGatewayFanout(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr, "NATS_URL="+ns.ClientURL(), "DATABASE_URL="+dsn,
-		"TENANT="+tenants[0], "GATEWAY_TOKENS="+strings.Join(entries, ","), "LOG_LEVEL=warn")
+		"GATEWAY_TOKENS="+strings.Join(entries, ","), "LOG_LEVEL=warn")
+	pprofAddr := ""
+	if os.Getenv("GATEWAY_LOAD_PROFILE") != "" {
+		if pprofAddr, err = freeAddr(); err != nil {
+			b.Fatal(err)
+		}
+		cmd.Env = append(cmd.Env, "PPROF_ADDR="+pprofAddr)
+	}
 	stderr := &tail{max: 16 << 10}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -331,24 +398,33 @@ func runGatewayFanout(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 		b.Fatalf("gateway not ready: %v\n%s", err, stderr)
 	}
 
-	target := func(g int) (string, http.Header) {
-		return "ws://" + addr + "/ws", http.Header{"Authorization": {"Bearer " + tokens[g]}}
+	srv := serverUnderTest{name: "gateway", pid: cmd.Process.Pid, origin: proj.committed, pprofAddr: pprofAddr,
+		target: func(g int) (string, http.Header) {
+			return "ws://" + addr + "/ws", http.Header{"Authorization": {"Bearer " + tokens[g]}}
+		},
+		publish: func(ctx context.Context) (time.Time, func(int) uint64, error) {
+			start := time.Now()
+			err := wsload.Pace(ctx, l.tenants, l.rate, l.duration, func(due []int, now time.Time) error {
+				return proj.commit(ctx, due, now)
+			})
+			return start, func(g int) uint64 { return proj.versions[g] }, err
+		},
+		postgresCPU: func() float64 {
+			s, _ := postgresCPU(ctx, pg)
+			return s
+		},
 	}
-	publish := func(ctx context.Context) (time.Time, func(int) uint64, error) {
-		start := time.Now()
-		err := wsload.Pace(ctx, l.tenants, l.rate, l.duration, func(due []int, now time.Time) error {
-			return proj.commit(ctx, due, now)
-		})
-		return start, func(g int) uint64 { return proj.versions[g] }, err
-	}
-	r := measure(b, "gateway", cmd.Process.Pid, l, target, publish)
-	r.commitsPerTx = float64(proj.commits) / float64(proj.txs)
-	r.txMillis = ms(proj.txTime) / float64(proj.txs)
-	r.extra = append(r.extra, fmt.Sprintf("projector stand-in: %d commits in %d transactions (%.1f per transaction, %.2f ms each on average)",
-		proj.commits, proj.txs, r.commitsPerTx, r.txMillis))
+	r := measure(b, l, srv)
+	r.extra = append(r.extra, fmt.Sprintf("projector stand-in: %d commits in %d transactions (%.1f per transaction, %.2f ms each on average); latency from the end of the transaction: p50 %.1f ms, p99 %.1f ms",
+		proj.commits, proj.txs, float64(proj.commits)/float64(proj.txs), ms(proj.txTime)/float64(proj.txs), ms(r.p50c), ms(r.p99c)))
 	if m, err := scrape(addr); err == nil {
-		r.extra = append(r.extra, fmt.Sprintf("/metrics: deltas sent %.0f, clients cut %.0f",
-			m["pbxpulse_gateway_deltas_sent_total"], m["pbxpulse_gateway_clients_cut_total"]))
+		lag := 0.0
+		if n := m["pbxpulse_gateway_delta_lag_seconds_count"]; n > 0 {
+			lag = 1000 * m["pbxpulse_gateway_delta_lag_seconds_sum"] / n
+		}
+		r.extra = append(r.extra, fmt.Sprintf("/metrics: deltas fanned out %.0f, messages sent %.0f, disconnects %.0f, history gaps %.0f, mean delta lag at the hub %.1f ms",
+			m["pbxpulse_gateway_deltas_total"], m["pbxpulse_gateway_messages_sent_total"], m["pbxpulse_gateway_disconnects_total"],
+			m["pbxpulse_gateway_history_gaps_total"], lag))
 	}
 	if s := stderr.String(); s != "" {
 		r.extra = append(r.extra, "stderr: "+s)
@@ -398,41 +474,35 @@ func raiseFileLimit(b *testing.B, n uint64) {
 	}
 }
 
-// cpuSeconds is the user and system CPU time a process has used.
-func cpuSeconds(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses: state is
-	// field 3, utime and stime fields 14 and 15, in clock ticks (100/s on
-	// Linux).
-	s := string(data)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(fields[11], 64)
-	st, _ := strconv.ParseFloat(fields[12], 64)
-	return (ut + st) / 100
-}
-
-// startPerf records the server's CPU profile into GATEWAY_LOAD_PERF, when
-// set; the function it returns stops the recording.
-func startPerf(b *testing.B, server string, pid int) func() {
-	dir := os.Getenv("GATEWAY_LOAD_PERF")
+// startProfiles records, when GATEWAY_LOAD_PROFILE names a directory, the
+// server's perf profile and, from pprofAddr if set, its Go heap profile now
+// and CPU profile over the next d; the function it returns stops and waits.
+func startProfiles(b *testing.B, server string, pid int, pprofAddr string, d time.Duration) func() {
+	b.Helper()
+	dir := os.Getenv("GATEWAY_LOAD_PROFILE")
 	if dir == "" {
 		return func() {}
 	}
-	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", filepath.Join(dir, server+".perf.data"))
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
+	var wg sync.WaitGroup
+	fetch := func(path, file string) { saveProfile(b, "http://"+pprofAddr+path, filepath.Join(dir, file)) }
+	if pprofAddr != "" {
+		fetch("/debug/pprof/heap", server+".heap.pprof")
+		wg.Go(func() {
+			fetch(fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()))), server+".cpu.pprof")
+		})
+	}
+	perf := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", filepath.Join(dir, server+".perf.data"))
+	perf.Stdout, perf.Stderr = io.Discard, io.Discard
+	if err := perf.Start(); err != nil {
 		b.Logf("perf: %v", err)
-		return func() {}
+		perf = nil
 	}
 	return func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		_ = cmd.Wait()
+		if perf != nil {
+			_ = perf.Process.Signal(syscall.SIGINT)
+			_ = perf.Wait()
+		}
+		wg.Wait()
 	}
 }
 

@@ -59,7 +59,7 @@ func (p *peer) kick() { p.once.Do(func() { close(p.kicked) }) }
 // NewBroadcaster returns a server with cfg.Groups empty groups.
 func NewBroadcaster(cfg BroadcastConfig) *Broadcaster {
 	if cfg.SendBuffer <= 0 {
-		cfg.SendBuffer = 256
+		cfg.SendBuffer = 128
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
