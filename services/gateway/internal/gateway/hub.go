@@ -63,8 +63,8 @@ type hub struct {
 	version uint64 // last delta fanned out
 	resetAt uint64 // the ring holds nothing at or before this version
 	ring    [ringSize]*frame
-	ringN   int     // frames in ring, the newest at index version%ringSize
-	snap    *frame  // the newest snapshot read, shared by connecting clients
+	ringN   int    // frames in ring, the newest at index version%ringSize
+	snap    *frame // the newest snapshot read, shared by connecting clients
 	clients map[*client]struct{}
 }
 

@@ -57,8 +57,8 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) *metrics {
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pbxpulse_gateway_delta_lag_seconds",
 			Help:    "Time from the projector's commit of a delta to its fan-out to the tenant's clients.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10}}),
-		fanned: prometheus.NewCounter(prometheus.CounterOpts{Name: "pbxpulse_gateway_deltas_total", Help: "Deltas fanned out by the tenants' hubs (each once, whatever the number of clients)."}),
-		gaps:   prometheus.NewCounter(prometheus.CounterOpts{Name: "pbxpulse_gateway_history_gaps_total", Help: "Deltas that could not be read back (pruned); the tenant's clients were resynced."}),
+		fanned:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pbxpulse_gateway_deltas_total", Help: "Deltas fanned out by the tenants' hubs (each once, whatever the number of clients)."}),
+		gaps:    prometheus.NewCounter(prometheus.CounterOpts{Name: "pbxpulse_gateway_history_gaps_total", Help: "Deltas that could not be read back (pruned); the tenant's clients were resynced."}),
 		logSubs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pbxpulse_gateway_log_subscriptions", Help: "Active log subscriptions."}),
 	}
 	sent := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pbxpulse_gateway_messages_sent_total", Help: "Messages written to WebSocket clients, by type."}, []string{"type"})

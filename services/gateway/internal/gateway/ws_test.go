@@ -194,8 +194,8 @@ func TestHandshake(t *testing.T) {
 		origin string
 		ok     bool
 	}{
-		{"", true},                  // not a browser
-		{"http://" + g.addr, true},  // the gateway's own page
+		{"", true},                 // not a browser
+		{"http://" + g.addr, true}, // the gateway's own page
 		{"https://panel.example.com", true},
 		{"https://evil.example.com", false},
 		{"http://panel.example.com.evil.example", false},
