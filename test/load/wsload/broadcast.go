@@ -21,20 +21,19 @@ type BroadcastConfig struct {
 	Groups int
 	// Rate is how many deltas each group gets per second.
 	Rate int
-	// SendBuffer and WriteTimeout are the gateway's defaults
-	// (WS_SEND_BUFFER, WS_WRITE_TIMEOUT), so that both cut slow clients
-	// off alike.
-	SendBuffer   int
-	WriteTimeout time.Duration
+	// SendBuffer is the gateway's default (WS_SEND_BUFFER), so that both
+	// cut slow clients off alike.
+	SendBuffer int
 }
 
 // Broadcaster is the baseline the gateway is measured against: the least a
 // coder/websocket server must do to fan the same deltas out to the same
-// clients. Each group is one tenant's delta sequence; a publisher in the
-// process builds and encodes each delta once (the gateway's hub encodes
-// each delta once too) and offers it to every client of the group through
-// a buffered channel, and one goroutine per client writes. No storage, no
-// NATS, no authentication.
+// clients, written for speed. Each group is one tenant's delta sequence; a
+// publisher in the process builds and encodes each delta once (the
+// gateway's hub encodes each delta once too) and offers it to every client
+// of the group through a buffered channel; one goroutine per client
+// writes, without a deadline per write. No storage, no NATS, no
+// authentication, no write timeouts.
 type Broadcaster struct {
 	cfg        BroadcastConfig
 	groups     []*group
@@ -60,9 +59,6 @@ func (p *peer) kick() { p.once.Do(func() { close(p.kicked) }) }
 func NewBroadcaster(cfg BroadcastConfig) *Broadcaster {
 	if cfg.SendBuffer <= 0 {
 		cfg.SendBuffer = 128
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 10 * time.Second
 	}
 	b := &Broadcaster{cfg: cfg}
 	for g := range cfg.Groups {
@@ -147,21 +143,31 @@ func (b *Broadcaster) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	defer conn.CloseNow()
 	g := b.groups[gi]
 	p := &peer{send: make(chan []byte, b.cfg.SendBuffer), kicked: make(chan struct{})}
 	g.mu.Lock()
 	g.clients[p] = struct{}{}
 	snap := Envelope("snapshot", fmt.Appendf(nil, `{"tenant":%q,"version":"%d"}`, g.name, g.version))
 	g.mu.Unlock()
+	// The handler returns: its goroutine and stack are not kept for the
+	// connection's life. Reading (CloseRead) answers pings and the
+	// client's close and ends ctx; one goroutine writes.
+	ctx := conn.CloseRead(context.Background())
+	go b.writeLoop(ctx, conn, g, p, snap)
+}
+
+// writeLoop writes the snapshot, then every delta queued for p, until the
+// connection ends or p is cut off. Writes take no deadline of their own,
+// which would cost a timer per message: a connection that stops reading
+// fills its queue and is cut off by the publisher.
+func (b *Broadcaster) writeLoop(ctx context.Context, conn *websocket.Conn, g *group, p *peer, snap []byte) {
 	defer func() {
 		g.mu.Lock()
 		delete(g.clients, p)
 		g.mu.Unlock()
+		conn.CloseNow()
 	}()
-	// Reading handles pings and the client's close; it ends ctx.
-	ctx := conn.CloseRead(r.Context())
-	if b.write(ctx, conn, snap) != nil {
+	if conn.Write(ctx, websocket.MessageText, snap) != nil {
 		return
 	}
 	for {
@@ -172,15 +178,9 @@ func (b *Broadcaster) serveWS(w http.ResponseWriter, r *http.Request) {
 			conn.Close(websocket.StatusTryAgainLater, "too slow")
 			return
 		case m := <-p.send:
-			if b.write(ctx, conn, m) != nil {
+			if conn.Write(context.Background(), websocket.MessageText, m) != nil {
 				return
 			}
 		}
 	}
-}
-
-func (b *Broadcaster) write(ctx context.Context, conn *websocket.Conn, m []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.WriteTimeout)
-	defer cancel()
-	return conn.Write(ctx, websocket.MessageText, m)
 }

@@ -35,8 +35,6 @@ type SwarmConfig struct {
 	SourceIPs int
 	// DialConcurrency is how many handshakes are in flight (default 32).
 	DialConcurrency int
-	// Progress, when set, is called after every 1,000 connections.
-	Progress func(connected int)
 }
 
 // Swarm is a set of connected clients that check and time what they receive.
@@ -99,7 +97,6 @@ func Dial(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 	}}
 	jobs := make(chan int)
 	errs := make(chan error, cfg.DialConcurrency)
-	var connected atomic.Int64
 	var wg sync.WaitGroup
 	for range cfg.DialConcurrency {
 		wg.Go(func() {
@@ -110,9 +107,6 @@ func Dial(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 					return
 				}
 				s.clients[i] = c
-				if n := connected.Add(1); cfg.Progress != nil && n%1000 == 0 {
-					cfg.Progress(int(n))
-				}
 			}
 		})
 	}
