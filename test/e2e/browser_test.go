@@ -2,16 +2,23 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
-// artifacts is where screenshots are kept (test/artifacts, ignored by git).
+// artifacts is where screenshots are kept (test/artifacts).
 func artifacts(t *testing.T) string {
 	dir := filepath.Join("..", "artifacts")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -20,7 +27,21 @@ func artifacts(t *testing.T) string {
 	return dir
 }
 
-func browser(t *testing.T) context.Context {
+// wait is how long the browser tests wait for something the pipeline does;
+// it bounds a wait, it is not a measurement.
+const wait = 30 * time.Second
+
+// browserT is one headless Chromium shared by a test's tabs.
+type browserT struct {
+	t   *testing.T
+	ctx context.Context // the browser's first tab; new tabs derive from it
+
+	mu         sync.Mutex
+	exceptions []string // uncaught script errors, any tab
+	dialogs    []string // alert/confirm/prompt opened, any tab
+}
+
+func newBrowser(t *testing.T) *browserT {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -36,59 +57,167 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-quic", true),
+		// Several tabs share the browser: keep the ones behind running.
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1400, 900),
 	}
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancel)
-	ctx, cancel2 := chromedp.NewContext(actx)
+	ctx, cancel2 := chromedp.NewContext(actx, chromedp.WithErrorf(quietErrorf))
 	t.Cleanup(cancel2)
-	ctx, cancel3 := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancel3 := context.WithTimeout(ctx, 5*time.Minute)
 	t.Cleanup(cancel3)
+	b := &browserT{t: t, ctx: ctx}
+	b.watch(ctx)
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	t.Cleanup(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, e := range b.exceptions {
+			t.Errorf("uncaught script error in the panel: %s", e)
+		}
+		for _, d := range b.dialogs {
+			t.Errorf("the panel opened a JavaScript dialog: %s", d)
+		}
+	})
+	return b
+}
+
+// quietErrorf logs chromedp's errors except the DOM events it does not
+// model (the <dialog> top layer), which are noise.
+func quietErrorf(format string, args ...any) {
+	if msg := fmt.Sprintf(format, args...); !strings.Contains(msg, "unhandled node event") {
+		log.Print(msg)
+	}
+}
+
+// watch records uncaught exceptions and JavaScript dialogs of a tab: an
+// alert() would mean PBX text ran as code.
+func (b *browserT) watch(ctx context.Context) {
+	chromedp.ListenTarget(ctx, func(ev any) {
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			b.mu.Lock()
+			b.exceptions = append(b.exceptions, e.ExceptionDetails.Error())
+			b.mu.Unlock()
+		case *page.EventJavascriptDialogOpening:
+			b.mu.Lock()
+			b.dialogs = append(b.dialogs, string(e.Type)+": "+e.Message)
+			b.mu.Unlock()
+			go func() { _ = chromedp.Run(ctx, page.HandleJavaScriptDialog(false)) }()
+		}
+	})
+}
+
+// tab opens a new tab (its own sessionStorage, so its own token).
+func (b *browserT) tab() context.Context {
+	ctx, cancel := chromedp.NewContext(b.ctx)
+	b.t.Cleanup(cancel)
+	b.watch(ctx)
+	if err := chromedp.Run(ctx); err != nil {
+		b.t.Fatalf("new tab: %v", err)
+	}
 	return ctx
 }
 
-// TestPanelShowsCall loads the panel in headless Chromium, makes a call
-// whose caller-ID name is markup and whose number has a leading zero, and
-// finds it on the page as text.
-func TestPanelShowsCall(t *testing.T) {
+// until waits for a JavaScript expression to become truthy. It polls on a
+// timer: the default, animation frames, never come in a background tab.
+// An expression that throws (an element not there yet) counts as false.
+func until(expr string) chromedp.Action {
+	expr = "(() => { try { return !!(" + expr + ") } catch (e) { return false } })()"
+	return chromedp.Poll(expr, nil, chromedp.WithPollingTimeout(wait), chromedp.WithPollingInterval(50*time.Millisecond))
+}
+
+// run runs actions in a tab and fails the test with what it was doing.
+func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action) {
+	t.Helper()
+	// The tab in front gets animation frames and unthrottled timers, as the
+	// window a supervisor looks at does.
+	actions = append([]chromedp.Action{page.BringToFront()}, actions...)
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		var state string
+		_ = chromedp.Run(ctx, chromedp.Evaluate(`JSON.stringify({href: location.href, link: window.pbxpulse && window.pbxpulse.link,
+			modal: (document.querySelector('#modal[open]') || {}).innerText, error: document.querySelector('#server-error').innerText})`, &state))
+		t.Fatalf("%s: %v (page: %s)", what, err, state)
+	}
+}
+
+// text reads an element's text now ("" when it is not there). Unlike
+// chromedp.Text it holds no node across calls, so it cannot trip over a row
+// that the panel re-rendered in between.
+func text(sel string, out *string) chromedp.Action {
+	return chromedp.Evaluate(`(() => { const e = `+q(sel)+`; return e ? e.textContent : "" })()`, out)
+}
+
+// eval evaluates an expression (awaiting a promise) into out.
+func eval(expr string, out any) chromedp.Action {
+	return chromedp.Evaluate(expr, out, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })
+}
+
+// js quotes a Go string as a JavaScript string literal.
+func js(s string) string { return strconv.Quote(s) }
+
+// screenshot saves the page as test/artifacts/<name>.png.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	var shot []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&shot, 100)); err != nil {
+		t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(artifacts(t), name+".png"), shot, 0o644); err != nil {
+		t.Logf("screenshot %s: %v", name, err)
+	}
+}
+
+// callRow is the selector of a call's row on the overview.
+func callRow(linkedid string) string { return `#calls [data-linkedid="` + linkedid + `"]` }
+
+// endpointCard is the selector of an extension's card on the overview.
+func endpointCard(pbx, name string) string { return `[data-endpoint="` + pbx + `/` + name + `"]` }
+
+func q(sel string) string { return "document.querySelector(" + js(sel) + ")" }
+
+// TestPanelOpenGateway loads the panel of an open gateway (the dev stack:
+// no token, no sign-in) at the root path and follows a call whose number
+// keeps its leading zero.
+func TestPanelOpenGateway(t *testing.T) {
 	s := startStack(t, false)
-	ctx := browser(t)
+	b := newBrowser(t)
+	ctx := b.tab()
 	s.Sim.Register("1001")
 	s.Sim.Register("1002")
 
-	if err := chromedp.Run(ctx,
+	run(t, ctx, "open panel",
 		chromedp.Navigate(s.PanelURL()),
-		chromedp.WaitVisible(`#ws-state`),
-		chromedp.Poll(`document.querySelector('#ws-state').textContent === 'connected'`, nil, chromedp.WithPollingTimeout(30*time.Second)),
-		chromedp.Poll(`(() => { const b = document.querySelector('[data-endpoint="pbx1/1001"] .status-badge'); return b && b.textContent === 'online' })()`,
-			nil, chromedp.WithPollingTimeout(30*time.Second)),
-	); err != nil {
-		t.Fatalf("panel did not show 1001 online: %v", err)
+		until(`document.querySelector('#ws-state').textContent === 'connected'`),
+		until(`!document.querySelector('#app').classList.contains('d-none') && document.querySelector('#signin').classList.contains('d-none')`),
+		until(fmt.Sprintf(`(() => { const b = %s; return b && b.textContent === 'online' })()`, q(endpointCard("pbx1", "1001")+" .status-badge"))),
+	)
+	var role string
+	run(t, ctx, "role", text(`#role`, &role))
+	if role != "admin" {
+		t.Errorf("open gateway: role %q, want admin", role)
 	}
 
 	call := s.Sim.Dial("1001", "1002")
 	call.Answer()
-	sel := `tr[data-linkedid="` + call.Linkedid() + `"]`
-	var caller, callee, state string
-	if err := chromedp.Run(ctx,
+	sel := callRow(call.Linkedid())
+	var caller, callee string
+	run(t, ctx, "call row",
 		chromedp.WaitVisible(sel),
-		chromedp.Poll(`document.querySelector('`+sel+` .call-state').textContent.includes('bridged')`, nil, chromedp.WithPollingTimeout(20*time.Second)),
-		chromedp.Text(sel+` .caller-num`, &caller),
-		chromedp.Text(sel+` .callee-num`, &callee),
-		chromedp.Text(sel+` .call-state`, &state),
-	); err != nil {
-		t.Fatalf("panel did not show the call: %v", err)
-	}
+		until(q(sel+" .call-state")+`.textContent.includes('bridged')`),
+		text(sel+` .caller-num`, &caller),
+		text(sel+` .callee-num`, &callee),
+	)
 	if caller != "1001" || callee != "1002" {
-		t.Errorf("call row shows %q -> %q (%s)", caller, callee, state)
-	}
-	var shot []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&shot, 100)); err == nil {
-		_ = os.WriteFile(filepath.Join(artifacts(t), "panel-call.png"), shot, 0o644)
+		t.Errorf("call row shows %q -> %q", caller, callee)
 	}
 	call.Hangup()
-	if err := chromedp.Run(ctx, chromedp.WaitNotPresent(sel)); err != nil {
-		t.Fatalf("call row did not disappear: %v", err)
-	}
+	run(t, ctx, "call ends", chromedp.WaitNotPresent(sel))
 }

@@ -33,8 +33,8 @@ const DIRECTION = { internal: 'internal', inbound: '↘ inbound', outbound: '↗
 
 export function regClass(status) {
   const s = str(status).toLowerCase();
-  if (s === 'registered') return 'text-bg-success';
-  if (s === 'rejected' || s === 'failed' || s === 'unregistered' || s === 'stopped') return 'text-bg-danger';
+  if (s === 'registered' || s === 'reachable') return 'text-bg-success';
+  if (s === 'rejected' || s === 'failed' || s === 'unregistered' || s === 'stopped' || s === 'unreachable') return 'text-bg-danger';
   return 'text-bg-secondary';
 }
 
@@ -229,7 +229,9 @@ function updateEndpointCard(col, item) {
   setText(col._badge, label(status)); // data-status keeps the token
   setClass(col._badge, 'badge status-badge ' + (STATUS_CLASS[status] || 'text-bg-secondary'));
   if (col._reg.isConnected || col._reg.parentNode) {
-    const reg = connected ? str(ep.registration) : '';
+    // Extensions register; a trunk's own line is whether it answers qualify.
+    let reg = connected ? str(isTrunk(ep) ? ep.reachability : ep.registration) : '';
+    if (reg === 'unknown') reg = '';
     setText(col._reg, reg);
     setClass(col._reg, 'badge reg-badge ' + regClass(reg) + (reg ? '' : ' d-none'));
     setText(col._count, calls.length + (calls.length === 1 ? ' call' : ' calls'));
@@ -277,14 +279,25 @@ function updateCard(col, item) {
   else updateRegistrationCard(col, item);
 }
 
-// Registrations belong to the trunk of the same PBX named like their key
-// ("acme" or "acme-reg"); the rest get a card of their own.
+// "sip:user@host:5060;transport=udp" -> "host:5060".
+function uriHost(uri) {
+  return str(uri)
+    .replace(/^sips?:/i, '')
+    .replace(/^[^@]*@/, '')
+    .replace(/[;?].*$/, '')
+    .toLowerCase();
+}
+
+// Outbound registrations belong to a trunk of the same PBX: the one named
+// like their key ("acme" or "acme-reg"), else the one whose contact is the
+// registrar (server_uri). The rest get a card of their own.
 export function matchRegistrations(trunks) {
   const byTrunk = new Map();
   const orphans = [];
   for (const [k, r] of model.registrations) {
     const pbxId = str(r.pbx_id);
     const key = str(r.key);
+    const server = uriHost(r.server_uri);
     let best = null;
     for (const [tk, ep] of trunks) {
       if (str(ep.pbx_id) !== pbxId) continue;
@@ -293,8 +306,10 @@ export function matchRegistrations(trunks) {
       const exact = key === n;
       const prefix = key.length > n.length && key.startsWith(n) && /[-_.:@]/.test(key[n.length]);
       if (exact || prefix) {
-        if (!best || exact || n.length > best.n.length) best = { tk, n, exact };
+        if (!best || !best.named || exact || n.length > best.n.length) best = { tk, n, named: true };
         if (exact) break;
+      } else if (!best && server && arr(ep.contacts).some((c) => uriHost(obj(c) && c.uri) === server)) {
+        best = { tk, n, named: false };
       }
     }
     if (best) {
@@ -378,57 +393,65 @@ function callStart(key, call) {
   return { ms: firstSeen.get(key), answered: false };
 }
 
+// A call is a list item: who calls whom, state and running time on the
+// first line; direction, PBX and the actions on the second. It wraps on a
+// phone instead of scrolling sideways.
 function createCall() {
-  const tr = el('tr');
-  const caller = tr.appendChild(el('td'));
-  tr._callerNum = caller.appendChild(el('span', 'caller-num num'));
-  tr._callerName = caller.appendChild(el('span', 'caller-name'));
-  const callee = tr.appendChild(el('td'));
-  tr._calleeNum = callee.appendChild(el('span', 'callee-num num'));
-  tr._calleeName = callee.appendChild(el('span', 'callee-name'));
-  tr._direction = tr.appendChild(el('td', 'call-direction d-none d-md-table-cell small'));
-  const state = tr.appendChild(el('td'));
-  tr._state = state.appendChild(el('span', 'badge call-state'));
-  tr._pbx = state.appendChild(el('div', 'call-pbx'));
-  tr._duration = tr.appendChild(el('td', 'call-duration num text-end'));
-  tr._actions = tr.appendChild(el('td', 'call-actions text-end'));
-  return tr;
+  const li = el('li', 'list-group-item call-item px-2 py-1');
+  const top = li.appendChild(el('div', 'd-flex align-items-center gap-2'));
+  const parties = top.appendChild(el('div', 'd-flex align-items-center gap-2 min-w-0 flex-grow-1'));
+  const caller = parties.appendChild(el('div', 'party min-w-0'));
+  li._callerNum = caller.appendChild(el('span', 'caller-num num'));
+  li._callerName = caller.appendChild(el('span', 'caller-name'));
+  parties.appendChild(el('span', { class: 'call-arrow text-body-secondary', 'aria-hidden': 'true' }, '→'));
+  const callee = parties.appendChild(el('div', 'party min-w-0'));
+  li._calleeNum = callee.appendChild(el('span', 'callee-num num'));
+  li._calleeName = callee.appendChild(el('span', 'callee-name'));
+  li._state = top.appendChild(el('span', 'badge call-state'));
+  li._duration = top.appendChild(el('span', 'call-duration num'));
+  const bottom = li.appendChild(el('div', 'd-flex align-items-center flex-wrap gap-1 mt-1'));
+  li._direction = bottom.appendChild(el('span', 'call-direction small text-body-secondary me-auto'));
+  li._actions = bottom.appendChild(el('div', 'call-actions btn-group btn-group-sm'));
+  return li;
 }
 
-function renderCallActions(tr, call) {
-  const sig = can('supervisor') + '|' + str(call.state);
-  if (tr._actionsSig === sig) return;
-  tr._actionsSig = sig;
-  const box = tr._actions;
-  while (box.firstChild) box.firstChild.remove();
-  const group = box.appendChild(el('div', 'btn-group btn-group-sm'));
+function renderCallActions(li, call) {
+  const sig = String(can('supervisor'));
+  if (li._actionsSig === sig) return;
+  li._actionsSig = sig;
+  const group = li._actions;
+  while (group.firstChild) group.firstChild.remove();
+  const current = () => model.calls.get(li.dataset.call) || call;
   group.appendChild(el('a', { class: 'btn btn-outline-secondary btn-logs', href: routeHash('logs', { pbx: str(call.pbx_id), call: str(call.linkedid) }), title: 'Logs of this call' }, 'Logs'));
   if (!can('supervisor')) return;
-  group.appendChild(actionButton('Spy', 'btn-outline-secondary btn-spy', () => spyCall(model.calls.get(tr.dataset.call) || call), 'Listen to this call'));
-  group.appendChild(actionButton('Transfer', 'btn-outline-primary btn-transfer', () => transferCall(model.calls.get(tr.dataset.call) || call), 'Transfer (redirect) a channel of this call'));
-  group.appendChild(actionButton('Hang up', 'btn-outline-danger btn-hangup', () => hangupCall(model.calls.get(tr.dataset.call) || call), 'Hang up this call'));
+  group.appendChild(actionButton('Spy', 'btn-outline-secondary btn-spy', () => spyCall(current()), 'Listen to this call'));
+  group.appendChild(actionButton('Transfer', 'btn-outline-primary btn-transfer', () => transferCall(current()), 'Transfer (redirect) a channel of this call'));
+  group.appendChild(actionButton('Hang up', 'btn-outline-danger btn-hangup', () => hangupCall(current()), 'Hang up this call'));
 }
 
-function updateCall(tr, item) {
+function updateCall(li, item) {
   const { key, call } = item;
   const state = str(call.state) || 'unknown';
-  setAttr(tr, 'data-linkedid', str(call.linkedid));
-  setAttr(tr, 'data-call', key);
-  setAttr(tr, 'data-state', state);
-  setText(tr._callerNum, str(call.caller_num));
-  setText(tr._callerName, str(call.caller_name));
-  setText(tr._calleeNum, str(call.callee_num));
-  setText(tr._calleeName, str(call.callee_name));
+  setAttr(li, 'data-linkedid', str(call.linkedid));
+  setAttr(li, 'data-call', key);
+  setAttr(li, 'data-state', state);
+  setText(li._callerNum, str(call.caller_num));
+  setText(li._callerName, str(call.caller_name));
+  setText(li._calleeNum, str(call.callee_num));
+  setText(li._calleeName, str(call.callee_name));
   const dir = str(call.direction);
-  setText(tr._direction, (DIRECTION[dir] || dir) + (str(call.trunk) ? ' · ' + str(call.trunk) : '') + (str(call.queue) ? ' · queue ' + str(call.queue) : ''));
-  setText(tr._state, label(state));
-  setClass(tr._state, 'badge call-state ' + (CALL_CLASS[state] || 'text-bg-secondary'));
-  setText(tr._pbx, model.pbxs.size > 1 ? str(call.pbx_id) : '');
+  const where = [DIRECTION[dir] || dir];
+  if (str(call.trunk)) where.push('via ' + str(call.trunk));
+  if (str(call.queue)) where.push('queue ' + str(call.queue));
+  if (model.pbxs.size > 1) where.push(str(call.pbx_id));
+  setText(li._direction, where.filter(Boolean).join(' · '));
+  setText(li._state, label(state));
+  setClass(li._state, 'badge call-state ' + (CALL_CLASS[state] || 'text-bg-secondary'));
   const start = item.start;
-  tr._start = start.ms;
-  setAttr(tr._duration, 'title', (start.answered ? 'answered ' : 'since ') + clock(start.ms));
-  setText(tr._duration, formatDuration((serverNow() - start.ms) / 1000));
-  renderCallActions(tr, call);
+  li._start = start.ms;
+  setAttr(li._duration, 'title', (start.answered ? 'answered ' : 'since ') + clock(start.ms));
+  setText(li._duration, formatDuration((serverNow() - start.ms) / 1000));
+  renderCallActions(li, call);
 }
 
 function renderCalls() {
@@ -449,7 +472,7 @@ function renderCalls() {
 // Called every second: running durations.
 export function tickOverview() {
   const now = serverNow();
-  for (const tr of callNodes.values()) setText(tr._duration, formatDuration((now - tr._start) / 1000));
+  for (const li of callNodes.values()) setText(li._duration, formatDuration((now - li._start) / 1000));
 }
 
 function renderUpdated() {

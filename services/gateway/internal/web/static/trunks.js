@@ -114,9 +114,11 @@ export function renderTrunks() {
   for (const [k, ep] of trunks) {
     const pbx = str(ep.pbx_id);
     const n = str(ep.name);
-    const points = inRange.filter((s) => s.pbx === pbx && belongs(s.trunk, n));
+    const regs = byTrunk.get(k) || [];
+    const keys = new Set(regs.map((r) => str(r.key)));
+    const points = inRange.filter((s) => s.pbx === pbx && (belongs(s.trunk, n) || keys.has(s.trunk)));
     for (const p of points) used.add(p);
-    items.push({ key: k, ep, regs: byTrunk.get(k) || [], points, name: n, pbx });
+    items.push({ key: k, ep, regs, points, name: n, pbx });
   }
   for (const [k, r] of orphans) {
     const pbx = str(r.pbx_id);
