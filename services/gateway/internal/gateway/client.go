@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -17,27 +21,31 @@ import (
 // closes the connection (1009).
 const maxClientMessage = 8 << 10
 
-// client is one WebSocket connection. It lives in two goroutines: the
-// writer, the only one that writes messages, takes frames from send in
-// order; the reader handles what the client sends. The HTTP handler
-// returns after the upgrade, so that net/http's goroutine and its stack
-// are not kept for the connection's life.
+// client is one WebSocket connection. Its reader goroutine lives as long
+// as the connection and handles what the client sends; a writer goroutine
+// runs only while there is something to write (frames, a close), so that
+// an idle connection costs one parked goroutine. The HTTP handler returns
+// after the upgrade: net/http's goroutine and its stack are not kept.
 type client struct {
 	g      *Gateway
 	hub    *hub
 	conn   *websocket.Conn
 	p      Principal
 	remote string
+	ctx    context.Context // ends with the connection
+	cancel context.CancelFunc
 
-	send   chan *frame   // frames for the writer; full means too slow
-	update chan struct{} // a requestUpdate is pending
-	quit   chan struct{} // closed by cut: the writer closes the connection
-	ctx    context.Context
-	cancel context.CancelFunc // ends the connection at once
-
-	cutOnce   sync.Once
+	mu        sync.Mutex
+	queue     []*frame // frames for the writer, at most SendBuffer: full means too slow
+	spare     []*frame // the writer's last batch, emptied, for reuse
+	started   bool     // the first messages are queued: a writer may run
+	writing   bool     // a writer goroutine runs (or the connection is over)
+	update    bool     // a requestUpdate waits
 	cutCode   websocket.StatusCode
 	cutReason string
+	closing   atomic.Bool // set under mu by cut: nothing more is queued
+
+	version uint64 // the writer's: last view version the client holds
 
 	// Coarse clock readings (see Gateway.clock) for the sweeper: when the
 	// write in progress began (0: none), and when the last one ended.
@@ -45,11 +53,17 @@ type client struct {
 	lastWrite    atomic.Int64
 	pinging      atomic.Bool
 
-	version uint64 // the writer's: last view version the client holds
-
 	subsMu sync.Mutex
 	subs   map[string]*logSub
 }
+
+// Buffers of an upgraded connection: clients send little, so a small read
+// buffer; a write buffer that holds a usual delta with its header, so that
+// it goes out in one write.
+const (
+	readBufferSize  = 512
+	writeBufferSize = 4096
+)
 
 // handleWS upgrades to a WebSocket (GET ws[?since=N]) and serves the
 // principal's tenant on it.
@@ -72,7 +86,7 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// The offered "bearer.<token>" is never selected: only pbxpulse.v1 is,
 	// so the token is not echoed back.
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	conn, err := websocket.Accept(upgrader{w}, r, &websocket.AcceptOptions{
 		Subprotocols:    []string{wsProtocol},
 		OriginPatterns:  g.origins,
 		CompressionMode: websocket.CompressionDisabled,
@@ -83,12 +97,9 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(maxClientMessage)
 	ctx, cancel := context.WithCancel(g.base)
-	c := &client{g: g, hub: h, conn: conn, p: p, remote: r.RemoteAddr,
-		send: make(chan *frame, g.cfg.SendBuffer), update: make(chan struct{}, 1), quit: make(chan struct{}),
-		ctx: ctx, cancel: cancel}
-	now := g.clock.Load()
-	c.lastWrite.Store(now)
-	initial, version, err := h.attach(ctx, c, since)
+	c := &client{g: g, hub: h, conn: conn, p: p, remote: r.RemoteAddr, ctx: ctx, cancel: cancel}
+	c.lastWrite.Store(g.clock.Load())
+	initial, err := h.attach(ctx, c, since)
 	if err != nil {
 		g.log.Warn("client start failed", "tenant", p.Tenant, "err", err)
 		h.detach(c)
@@ -97,36 +108,94 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 		conn.Close(websocket.StatusTryAgainLater, "views unavailable")
 		return
 	}
-	c.version = version
 	g.metrics.connections.Inc()
 	g.wg.Add(1)
+	c.mu.Lock()
+	// The first messages go before the deltas queued since attach.
+	c.queue = append(initial, c.queue...)
+	c.started = true
+	c.wakeLocked()
+	c.mu.Unlock()
 	go c.readLoop()
-	go c.writeLoop(initial)
+}
+
+// upgrader hands coder/websocket the hijacked connection with buffers of
+// our sizes: net/http's 4 KiB read buffer would be kept for the
+// connection's life to read a few small messages.
+type upgrader struct{ http.ResponseWriter }
+
+func (u upgrader) Unwrap() http.ResponseWriter { return u.ResponseWriter }
+
+func (u upgrader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(u.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	// What the client sent after its request is already in net/http's
+	// buffer: move it into ours, where Accept looks for it.
+	var rd io.Reader = conn
+	size, n := readBufferSize, brw.Reader.Buffered()
+	if n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		rd, size = io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn), max(size, n)
+	}
+	br := bufio.NewReaderSize(rd, size)
+	if n > 0 {
+		_, _ = br.Peek(n)
+	}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, writeBufferSize)), nil
 }
 
 // push queues f for the client without ever blocking: a client whose queue
 // is full is cut off rather than allowed to slow the others; it
-// reconnects and resumes.
+// reconnects and resumes. It is false when f will not be sent.
 func (c *client) push(f *frame) bool {
-	select {
-	case c.send <- f:
-		return true
-	default:
-		c.cut(websocket.StatusTryAgainLater, "too slow", cutTooSlow)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing.Load() {
 		return false
+	}
+	if len(c.queue) >= c.g.cfg.SendBuffer {
+		c.cutLocked(websocket.StatusTryAgainLater, "too slow", cutTooSlow)
+		return false
+	}
+	c.queue = append(c.queue, f)
+	c.wakeLocked()
+	return true
+}
+
+// wakeLocked starts a writer unless one runs. The caller holds c.mu.
+func (c *client) wakeLocked() {
+	if c.started && !c.writing {
+		c.writing = true
+		c.g.wg.Add(1)
+		go c.writeLoop()
 	}
 }
 
 // cut makes the writer close the connection with code and reason once it
 // has finished the write in progress (the sweeper ends a write that takes
-// too long).
+// too long); what is still queued is dropped.
 func (c *client) cut(code websocket.StatusCode, reason, label string) {
-	c.cutOnce.Do(func() {
-		c.cutCode, c.cutReason = code, reason
-		c.g.metrics.cuts.WithLabelValues(label).Inc()
-		c.g.log.Debug("closing client", "tenant", c.p.Tenant, "remote", c.remote, "reason", reason)
-		close(c.quit)
-	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cutLocked(code, reason, label)
+}
+
+func (c *client) cutLocked(code websocket.StatusCode, reason, label string) {
+	if c.closing.Load() {
+		return
+	}
+	c.cutCode, c.cutReason = code, reason
+	c.closing.Store(true)
+	c.queue = nil
+	c.g.metrics.cuts.WithLabelValues(label).Inc()
+	c.g.log.Debug("closing client", "tenant", c.p.Tenant, "remote", c.remote, "reason", reason)
+	c.wakeLocked()
 }
 
 // kill ends the connection at once, a write in progress included.
@@ -136,57 +205,88 @@ func (c *client) kill(reason, label string) {
 	_ = c.conn.CloseNow()
 }
 
-func (c *client) writeLoop(initial []*frame) {
-	defer c.finish()
-	for _, f := range initial {
-		if !c.write(f) {
-			return
-		}
-	}
+// writeLoop writes what is queued, then exits; push starts it again.
+func (c *client) writeLoop() {
+	defer c.g.wg.Done()
 	for {
-		// A cut wins over queued frames.
-		select {
-		case <-c.quit:
-			_ = c.conn.Close(c.cutCode, c.cutReason)
-			return
-		default:
-		}
-		select {
-		case <-c.quit:
-			_ = c.conn.Close(c.cutCode, c.cutReason)
-			return
-		case <-c.ctx.Done():
-			return
-		case f := <-c.send:
-			if !c.deliver(f) {
+		c.mu.Lock()
+		switch {
+		case c.closing.Load():
+			c.mu.Unlock()
+			if c.cutCode != 0 {
+				_ = c.conn.Close(c.cutCode, c.cutReason)
+			}
+			return // writing stays true: no writer starts again
+		case c.update:
+			c.update = false
+			c.mu.Unlock()
+			if !c.sendSnapshot() {
+				c.broken()
 				return
 			}
-		case <-c.update:
-			s, err := c.hub.loadSnapshot(c.ctx, c.version)
-			switch {
-			case err != nil:
-				if c.ctx.Err() != nil {
-					return
-				}
-				c.g.log.Warn("snapshot for requestUpdate", "tenant", c.p.Tenant, "err", err)
-				c.push(errorFrame("internal", "snapshot unavailable, retry later", ""))
-			case s.version < c.version:
-				// Postgres behind what the client holds: the database
-				// was replaced under us.
-				c.cut(websocket.StatusInternalError, "view version went back", cutInternal)
-			default:
-				c.version = s.version
-				if !c.write(s) {
-					return
-				}
+			continue
+		case len(c.queue) == 0:
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.queue, c.spare = c.spare, nil
+		c.mu.Unlock()
+		for _, f := range batch {
+			if c.closing.Load() {
+				break // a cut wins over queued frames
+			}
+			if !c.deliver(f) {
+				c.broken()
+				return
 			}
 		}
+		clear(batch)
+		c.mu.Lock()
+		if cap(batch) <= 16 {
+			c.spare = batch[:0]
+		}
+		c.mu.Unlock()
 	}
+}
+
+// broken ends a connection whose write failed.
+func (c *client) broken() {
+	c.mu.Lock()
+	c.closing.Store(true)
+	c.queue = nil
+	c.mu.Unlock()
+	c.cancel()
+	_ = c.conn.CloseNow()
+}
+
+// sendSnapshot answers a requestUpdate; false when the connection failed.
+func (c *client) sendSnapshot() bool {
+	s, err := c.hub.loadSnapshot(c.ctx, c.version)
+	switch {
+	case err != nil:
+		if c.ctx.Err() != nil {
+			return false
+		}
+		c.g.log.Warn("snapshot for requestUpdate", "tenant", c.p.Tenant, "err", err)
+		c.push(errorFrame("internal", "snapshot unavailable, retry later", ""))
+	case s.version < c.version:
+		// Postgres behind what the client holds: the database was
+		// replaced under us.
+		c.cut(websocket.StatusInternalError, "view version went back", cutInternal)
+	default:
+		c.version = s.version
+		return c.write(s)
+	}
+	return true
 }
 
 // deliver writes f unless it is stale; false when the connection failed.
 func (c *client) deliver(f *frame) bool {
 	switch f.kind {
+	case kindSnapshot, kindResumed:
+		c.version = f.version // what the deltas after it continue
 	case kindDelta:
 		if f.version <= c.version {
 			return true // already in the snapshot or the resumed deltas
@@ -227,9 +327,13 @@ func (c *client) write(f *frame) bool {
 	return true
 }
 
-// finish releases what the connection held.
-func (c *client) finish() {
+// end releases what the connection held, once its reader stopped.
+func (c *client) end() {
 	c.cancel()
+	c.mu.Lock()
+	c.closing.Store(true)
+	c.queue = nil
+	c.mu.Unlock()
 	_ = c.conn.CloseNow()
 	c.stopLogs()
 	c.hub.detach(c)
@@ -262,17 +366,11 @@ var clientTypes = []string{"requestUpdate", "ping", "subscribeLogs", "unsubscrib
 
 var pongFrame = &frame{kind: kindPong, data: []byte(`{"type":"pong"}`)}
 
-// readLoop reads client messages. Malformed ones get an error message;
-// beyond the rate limit messages are refused with an error, and a client
-// that keeps on is closed (1008).
+// readLoop reads client messages until the connection ends. Malformed ones
+// get an error message; beyond the rate limit messages are refused with an
+// error, and a client that keeps on is closed (1008).
 func (c *client) readLoop() {
-	defer func() {
-		select {
-		case <-c.quit: // the writer is closing it
-		default:
-			c.cancel() // the client left, or the connection broke
-		}
-	}()
+	defer c.end()
 	cfg := &c.g.cfg
 	lim := rate.NewLimiter(rate.Limit(cfg.MessageRate), cfg.MessageBurst)
 	refused := 0
@@ -281,11 +379,14 @@ func (c *client) readLoop() {
 		if err != nil {
 			return
 		}
+		if c.closing.Load() {
+			continue // only the close handshake matters now
+		}
 		if !lim.Allow() {
 			c.g.metrics.received.WithLabelValues("limited").Inc()
 			if refused++; refused >= cfg.MessageBurst {
 				c.cut(websocket.StatusPolicyViolation, "rate limit", cutRateLimited)
-				return
+				continue
 			}
 			c.push(errorFrame("rate_limited", "too many messages: at most "+strconv.FormatFloat(cfg.MessageRate, 'f', -1, 64)+" a second", ""))
 			continue
@@ -303,10 +404,10 @@ func (c *client) handle(typ websocket.MessageType, data []byte) {
 	}
 	switch m.Type {
 	case "requestUpdate":
-		select {
-		case c.update <- struct{}{}:
-		default: // one is pending already
-		}
+		c.mu.Lock()
+		c.update = true // one pending answers them all
+		c.wakeLocked()
+		c.mu.Unlock()
 	case "ping":
 		c.push(pongFrame)
 	case "subscribeLogs":

@@ -279,29 +279,27 @@ func (h *hub) ringFrom(since uint64, resuming bool) (out []*frame, ok bool) {
 	return out, true
 }
 
-// attach registers c and returns what it is sent first, with the version
-// that leaves it at: with since, a "resumed" message and the deltas after
+// attach registers c and returns what it is sent first: with since, a "resumed" message and the deltas after
 // since when those can be had (from the ring, or from Postgres within
 // ResumeMax), otherwise a snapshot and the deltas after it. Every delta the
 // hub fans out after the registration reaches c's queue; the writer skips
 // those the initial messages already cover.
-func (h *hub) attach(ctx context.Context, c *client, since *uint64) ([]*frame, uint64, error) {
+func (h *hub) attach(ctx context.Context, c *client, since *uint64) ([]*frame, error) {
 	if since != nil {
 		h.mu.Lock()
 		if fs, ok := h.ringFrom(*since, true); ok {
 			h.clients[c] = struct{}{}
-			v := h.version
 			h.mu.Unlock()
-			return append([]*frame{resumedFrame(*since)}, fs...), v, nil
+			return append([]*frame{resumedFrame(*since)}, fs...), nil
 		}
 		h.clients[c] = struct{}{}
 		h.mu.Unlock()
-		fs, v, ok, err := h.resumeFromStore(ctx, *since)
+		fs, ok, err := h.resumeFromStore(ctx, *since)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		if ok {
-			return fs, v, nil
+			return fs, nil
 		}
 	}
 	// A shared snapshot, and the ring's deltas after it.
@@ -314,9 +312,8 @@ func (h *hub) attach(ctx context.Context, c *client, since *uint64) ([]*frame, u
 			}
 			if ok {
 				h.clients[c] = struct{}{}
-				v := max(s.version, h.version)
 				h.mu.Unlock()
-				return append([]*frame{s}, fs...), v, nil
+				return append([]*frame{s}, fs...), nil
 			}
 		}
 		h.clients[c] = struct{}{}
@@ -326,12 +323,12 @@ func (h *hub) attach(ctx context.Context, c *client, since *uint64) ([]*frame, u
 			// the registration covers everything before its queue.
 			s, err := h.loadSnapshot(ctx, 0)
 			if err != nil {
-				return nil, 0, err
+				return nil, err
 			}
-			return []*frame{s}, s.version, nil
+			return []*frame{s}, nil
 		}
 		if _, err := h.loadSnapshot(ctx, h.lastVersion()); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 	}
 }
@@ -357,10 +354,11 @@ func (h *hub) detach(c *client) {
 // consistent read with the current version. ok is false when the client
 // must start over from a snapshot: too far behind, pruned, unknown
 // version, or a rebuild at or after since.
-func (h *hub) resumeFromStore(ctx context.Context, since uint64) (fs []*frame, version uint64, ok bool, err error) {
+func (h *hub) resumeFromStore(ctx context.Context, since uint64) (fs []*frame, ok bool, err error) {
 	if since == 0 || h.g.cfg.ResumeMax == 0 {
-		return nil, 0, false, nil
+		return nil, false, nil
 	}
+	var version uint64
 	var ds []*pb.Delta
 	err = store.InTenant(ctx, h.g.pool, h.tenant, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var cur int64
@@ -380,26 +378,26 @@ func (h *hub) resumeFromStore(ctx context.Context, since uint64) (fs []*frame, v
 		return err
 	})
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("resume from %d: %w", since, err)
+		return nil, false, fmt.Errorf("resume from %d: %w", since, err)
 	}
 	if !ok || uint64(len(ds)) != version-since+1 {
-		return nil, 0, false, nil
+		return nil, false, nil
 	}
 	fs = append(fs, resumedFrame(since))
 	for _, d := range ds {
 		if d.Rebuilt {
-			return nil, 0, false, nil
+			return nil, false, nil
 		}
 		if d.Version == since {
 			continue
 		}
 		f, err := encodeDelta(d)
 		if err != nil {
-			return nil, 0, false, err
+			return nil, false, err
 		}
 		fs = append(fs, f)
 	}
-	return fs, version, true, nil
+	return fs, true, nil
 }
 
 func resumedFrame(since uint64) *frame {
