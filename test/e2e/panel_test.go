@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
@@ -230,6 +233,61 @@ func TestPanel(t *testing.T) {
 		}
 	})
 
+	t.Run("click-to-call and transfer", func(t *testing.T) {
+		defer hangupAll(t, s)
+		var ok, reply, linkedid, context string
+		run(t, sup, "originate from 1001's card",
+			chromedp.Click(endpointCard("pbx1", "1001")+" .btn-originate"),
+			chromedp.WaitVisible(`#modal[open] input[name="exten"]`),
+			chromedp.SetValue(`#modal input[name="exten"]`, "1002"),
+			chromedp.SetValue(`#modal input[name="context"]`, "internal"),
+			chromedp.Click(`#modal-next`),
+			chromedp.WaitVisible(`#modal-confirm`),
+			chromedp.Click(`#modal-confirm`),
+			chromedp.WaitVisible(`#modal-result`),
+			chromedp.AttributeValue(`#modal-result`, "data-ok", &ok, nil),
+			text(`#modal-reply`, &reply),
+		)
+		if ok != "true" {
+			t.Fatalf("originate: %q", reply)
+		}
+		run(t, sup, "the originated call rings 1002",
+			chromedp.Click(`#modal-close`),
+			until(`[...document.querySelectorAll('#calls .call-item')].some(e => e.querySelector('.callee-num').textContent === '1002')`),
+			until(q(endpointCard("pbx1", "1002"))+`.dataset.status === 'ringing'`),
+			chromedp.Evaluate(`[...document.querySelectorAll('#calls .call-item')].find(e => e.querySelector('.callee-num').textContent === '1002').dataset.linkedid`, &linkedid),
+		)
+		call := s.Sim.CallOf(linkedid)
+		if call == nil {
+			t.Fatalf("simulator has no call %s", linkedid)
+		}
+		call.Answer()
+		row := callRow(linkedid)
+		run(t, sup, "transfer 1001 to 1003",
+			until(q(row+" .call-state")+`.textContent === 'bridged'`),
+			chromedp.Click(row+" .btn-transfer"),
+			chromedp.WaitVisible(`#modal[open] input[name="exten"]`),
+			chromedp.Value(`#modal input[name="context"]`, &context),
+			chromedp.SetValue(`#modal input[name="exten"]`, "1003"),
+			chromedp.Click(`#modal-next`),
+			chromedp.WaitVisible(`#modal-confirm`),
+			chromedp.Click(`#modal-confirm`),
+			chromedp.WaitVisible(`#modal-result`),
+			chromedp.AttributeValue(`#modal-result`, "data-ok", &ok, nil),
+			text(`#modal-reply`, &reply),
+		)
+		if context != "internal" {
+			t.Errorf("transfer context prefilled with %q, want the channel's", context)
+		}
+		if ok != "true" {
+			t.Fatalf("redirect: %q", reply)
+		}
+		run(t, sup, "1003 rings",
+			chromedp.Click(`#modal-close`),
+			until(q(endpointCard("pbx1", "1003"))+`.dataset.status === 'ringing'`),
+		)
+	})
+
 	t.Run("markup in a caller name is shown as text", func(t *testing.T) {
 		var ok, reply string
 		run(t, admin, "admin edits 1003's caller ID",
@@ -406,6 +464,66 @@ func TestPanel(t *testing.T) {
 		screenshot(t, viewer, "panel-trunks")
 	})
 
+	t.Run("reconnects and resumes", func(t *testing.T) {
+		var before string
+		run(t, sup, "connected",
+			chromedp.Navigate(s.PanelURL()+"#/overview"),
+			until(`document.querySelector('#ws-state').textContent === 'connected'`),
+			chromedp.Evaluate(`window.pbxpulse.version`, &before),
+		)
+		s.StopService("gateway")
+		run(t, sup, "the link is down",
+			until(`document.querySelector('#ws-state').textContent === 'reconnecting'`),
+			until(`/^attempt [2-9]/.test(document.querySelector('#ws-attempt').textContent) && !document.querySelector('#ws-attempt').classList.contains('d-none')`),
+		)
+		screenshot(t, sup, "panel-reconnecting")
+		// What happens meanwhile is in the deltas the panel asks for.
+		call := s.Sim.Dial("1003", "1004")
+		call.Answer()
+		defer call.Hangup()
+		if err := s.StartService("gateway"); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		if err := s.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var resumed bool
+		var after string
+		run(t, sup, "back",
+			until(`document.querySelector('#ws-state').textContent === 'connected'`),
+			chromedp.WaitVisible(callRow(call.Linkedid())),
+			chromedp.Evaluate(`window.pbxpulse.link.resumed`, &resumed),
+			chromedp.Evaluate(`window.pbxpulse.version`, &after),
+			until(`document.querySelector('#ws-attempt').classList.contains('d-none')`),
+		)
+		if !resumed {
+			t.Errorf("the panel was sent a new snapshot instead of the deltas after version %s", before)
+		}
+		if a, b := mustUint(t, after), mustUint(t, before); a <= b {
+			t.Errorf("version %d after reconnecting, %d before", a, b)
+		}
+	})
+
+	t.Run("inside an iframe of another site", func(t *testing.T) {
+		host := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprintf(w, `<!doctype html><title>wallboard</title><h1>Call centre</h1><iframe id="monitor" src="%s#token=%s" width="1000" height="600"></iframe>`, s.PanelURL(), viewerToken)
+		}))
+		defer host.Close()
+		tab := b.tab()
+		var frames []*cdp.Node
+		run(t, tab, "host page", chromedp.Navigate(host.URL), chromedp.Nodes(`#monitor`, &frames, chromedp.ByQuery))
+		frame := chromedp.WithPollingInFrame(frames[0])
+		run(t, tab, "panel in the frame",
+			chromedp.Poll(`document.querySelector('#ws-state').textContent === 'connected' && document.querySelector('#role').textContent === 'viewer'`, nil,
+				frame, chromedp.WithPollingTimeout(wait), chromedp.WithPollingInterval(50*time.Millisecond)),
+			chromedp.WaitVisible(endpointCard("pbx1", "1001"), chromedp.ByQuery, chromedp.FromNode(frames[0])),
+		)
+		screenshot(t, tab, "panel-iframe")
+	})
+
 	t.Run("phone", func(t *testing.T) {
 		call := s.Sim.Dial("1002", "1001")
 		call.Answer()
@@ -459,6 +577,15 @@ func appendLog(t *testing.T, s *stack.Stack, entries ...string) {
 	}
 }
 
+func mustUint(t *testing.T, s string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("version %q: %v", s, err)
+	}
+	return v
+}
+
 func containsAll(lines []string, subs ...string) bool {
 	for _, s := range subs {
 		if !containsAny(lines, s) {
@@ -475,4 +602,20 @@ func containsAny(lines []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+// hangupAll ends every call of the simulator through the gateway, as a
+// supervisor would, and waits until no channel is left.
+func hangupAll(t *testing.T, s *stack.Stack) {
+	t.Helper()
+	for _, ch := range s.Sim.Truth().Channels {
+		postAction(t, s, supervisorToken, "hangup", map[string]any{"channel": ch.Name})
+	}
+	deadline := time.Now().Add(wait)
+	for s.Sim.Channels() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d channels left", s.Sim.Channels())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
