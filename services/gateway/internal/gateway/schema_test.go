@@ -250,3 +250,31 @@ func TestSchemaMatchesMessages(t *testing.T) {
 		}
 	}
 }
+
+// The examples in docs/websocket.md meet the schema too.
+func TestSchemaMatchesDocExamples(t *testing.T) {
+	clientSchema, serverSchema := wsSchemas(t)
+	doc, err := os.ReadFile("../../../../docs/websocket.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(doc), "```json\n")[1:]
+	if len(blocks) < 7 {
+		t.Fatalf("%d examples found", len(blocks))
+	}
+	for _, b := range blocks {
+		ex, _, _ := strings.Cut(b, "```")
+		var m struct{ Type string }
+		if err := json.Unmarshal([]byte(ex), &m); err != nil {
+			t.Errorf("example is not JSON: %v\n%s", err, ex)
+			continue
+		}
+		s := serverSchema
+		if slices.Contains(clientTypes, m.Type) {
+			s = clientSchema
+		}
+		if err := validate(s, []byte(ex)); err != nil {
+			t.Errorf("example does not meet the schema: %v\n%s", err, ex)
+		}
+	}
+}
