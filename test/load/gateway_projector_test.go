@@ -1,9 +1,15 @@
 package load
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
-	"sync"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
+	"github.com/pbxpulse/pbxpulse/pkg/natsserver"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
 	"github.com/pbxpulse/pbxpulse/pkg/store"
 	"github.com/pbxpulse/pbxpulse/test/load/wsload"
@@ -31,21 +38,8 @@ type fakeProjector struct {
 	tenants  []string
 	versions []uint64
 	gens     []int32
-	txs      int
 	commits  int
-	txTime   time.Duration // spent in transactions
-	// ends maps each commit's committed_at (unix ns) to when its
-	// transaction ended (unix ns), for the clients' second clock.
-	ends sync.Map
-}
-
-// committed returns when the transaction of the deltas stamped at ended.
-func (p *fakeProjector) committed(at time.Time) (time.Time, bool) {
-	v, ok := p.ends.Load(at.UnixNano())
-	if !ok {
-		return time.Time{}, false
-	}
-	return time.Unix(0, v.(int64)), true
+	txTimes  wsload.Histogram // time in each transaction
 }
 
 // endpointsPerTenant is the size of each tenant's seeded view besides its
@@ -137,10 +131,7 @@ func (p *fakeProjector) commit(ctx context.Context, due []int, now time.Time) er
 	if err := p.send(ctx, b); err != nil {
 		return fmt.Errorf("commit %d deltas: %w", len(due), err)
 	}
-	end := time.Now()
-	p.ends.Store(now.UnixNano(), end.UnixNano())
-	p.txTime += end.Sub(start)
-	p.txs++
+	p.txTimes.Add(time.Since(start))
 	p.commits += len(due)
 	for i, g := range due {
 		if err := p.nc.Publish(bus.DeltaSubject(p.tenants[g]), bodies[i]); err != nil {
@@ -151,3 +142,141 @@ func (p *fakeProjector) commit(ctx context.Context, due []int, now time.Time) er
 }
 
 func (p *fakeProjector) close() { p.pool.Close() }
+
+// upstreamEnv carries the upstream helper's configuration (upstreamConfig
+// as JSON) from BenchmarkGatewayFanout to TestGatewayLoadUpstreamHelper.
+const upstreamEnv = "GATEWAY_LOAD_UPSTREAM"
+
+type upstreamConfig struct {
+	Dir      string        `json:"dir"` // NATS store
+	DSN      string        `json:"dsn"`
+	Tenants  []string      `json:"tenants"`
+	Rate     int           `json:"rate"`
+	Duration time.Duration `json:"duration"`
+}
+
+// upstreamResult is what the upstream helper reports after publishing.
+type upstreamResult struct {
+	Versions  []uint64      `json:"versions"` // each tenant's last version
+	Commits   int           `json:"commits"`
+	Txs       int64         `json:"txs"`
+	TxP50     time.Duration `json:"tx_p50"`
+	TxP99     time.Duration `json:"tx_p99"`
+	TxMax     time.Duration `json:"tx_max"`
+	Published time.Time     `json:"published"` // when the first commit was stamped
+}
+
+// TestGatewayLoadUpstreamHelper is not a test: BenchmarkGatewayFanout runs
+// the test binary again with GATEWAY_LOAD_UPSTREAM set to get what is
+// upstream of the gateway, the NATS server and the projector stand-in, in
+// a process of its own, as in production. In the benchmark's process their
+// goroutines would queue behind 10,000 clients' and hold every
+// announcement back by seconds: the clients' doing, not the gateway's.
+//
+// It seeds the tenants and prints "ready <nats url>", publishes when it
+// reads a line from stdin and prints "done <upstreamResult as JSON>", and
+// serves until stdin closes.
+func TestGatewayLoadUpstreamHelper(t *testing.T) {
+	env := os.Getenv(upstreamEnv)
+	if env == "" {
+		t.Skip("the upstream process of BenchmarkGatewayFanout")
+	}
+	var cfg upstreamConfig
+	if err := json.Unmarshal([]byte(env), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := natsserver.Start("127.0.0.1", -1, cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	proj, err := newFakeProjector(ctx, cfg.DSN, nc, cfg.Tenants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proj.close()
+	fmt.Println("ready", ns.ClientURL())
+
+	in := bufio.NewReader(os.Stdin)
+	if _, err := in.ReadString('\n'); err != nil {
+		return
+	}
+	res := upstreamResult{Published: time.Now()}
+	err = wsload.Pace(ctx, len(cfg.Tenants), cfg.Rate, cfg.Duration, func(due []int, now time.Time) error {
+		return proj.commit(ctx, due, now)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	res.Versions, res.Commits = proj.versions, proj.commits
+	res.Txs, res.TxP50, res.TxP99, res.TxMax = proj.txTimes.Count(), proj.txTimes.Quantile(0.5), proj.txTimes.Quantile(0.99), proj.txTimes.Max()
+	out, _ := json.Marshal(res)
+	fmt.Println("done", string(out))
+	_, _ = io.Copy(io.Discard, in)
+}
+
+// upstream is a running TestGatewayLoadUpstreamHelper.
+type upstream struct {
+	cmd     *exec.Cmd
+	url     string
+	control io.WriteCloser
+	out     *bufio.Reader
+	stderr  *tail
+}
+
+// startUpstream starts the upstream helper process and waits until its
+// tenants are seeded; it stops when the benchmark ends.
+func startUpstream(b *testing.B, cfg upstreamConfig) *upstream {
+	b.Helper()
+	env, err := json.Marshal(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u := &upstream{cmd: exec.Command(os.Args[0], "-test.run=^TestGatewayLoadUpstreamHelper$", "-test.bench=^$"), stderr: &tail{max: 16 << 10}}
+	u.cmd.Env = append(os.Environ(), upstreamEnv+"="+string(env))
+	u.cmd.Stderr = u.stderr
+	if u.control, err = u.cmd.StdinPipe(); err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := u.cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	u.out = bufio.NewReader(stdout)
+	if err := u.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = u.control.Close()
+		stopProcess(u.cmd)
+	})
+	line, err := u.out.ReadString('\n')
+	var ok bool
+	if u.url, ok = strings.CutPrefix(strings.TrimSpace(line), "ready "); err != nil || !ok {
+		b.Fatalf("upstream helper did not start: %q %v\n%s", line, err, u.stderr)
+	}
+	return u
+}
+
+// publish has the helper publish every delta and returns what it reports.
+func (u *upstream) publish() (upstreamResult, error) {
+	var res upstreamResult
+	if _, err := io.WriteString(u.control, "go\n"); err != nil {
+		return res, err
+	}
+	line, err := u.out.ReadString('\n')
+	body, ok := strings.CutPrefix(strings.TrimSpace(line), "done ")
+	if err != nil || !ok {
+		return res, fmt.Errorf("upstream helper: %q %v\n%s", line, err, u.stderr)
+	}
+	return res, json.Unmarshal([]byte(body), &res)
+}

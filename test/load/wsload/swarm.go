@@ -26,10 +26,6 @@ type SwarmConfig struct {
 	// Tenant, when set, names group g's tenant: a snapshot or delta of
 	// another tenant is counted as foreign and not applied.
 	Tenant func(g int) string
-	// Origin, when set, maps a delta's committed_at to the time its
-	// commit really ended (committed_at is stamped before the transaction,
-	// as the projector does): the swarm then also times receipts from it.
-	Origin func(committedAt time.Time) (time.Time, bool)
 	// SourceIPs spreads connections over the source addresses 127.0.0.1 ..
 	// 127.0.0.<SourceIPs>, each with its own ephemeral ports (default 16).
 	SourceIPs int
@@ -44,20 +40,18 @@ type Swarm struct {
 	closing atomic.Bool
 	wg      sync.WaitGroup
 
-	// Latency holds receipt time - committed_at of every delta received,
-	// FromOrigin receipt time - Origin(committed_at) when Origin is set.
-	Latency    *Histogram
-	FromOrigin *Histogram
-	received   atomic.Int64 // deltas applied
-	bytes      atomic.Int64
-	firstAt    atomic.Int64 // unix ns of the first delta received
-	lastAt     atomic.Int64 // unix ns of the latest delta received
-	dropped    atomic.Int64 // connections the server closed or lost
-	malformed  atomic.Int64
-	resyncs    atomic.Int64 // snapshots received after the first
-	foreign    atomic.Int64 // messages of another tenant
-	closeMu    sync.Mutex
-	closes     map[string]int // why connections ended, by close status or error
+	// Latency holds receipt time - committed_at of every delta received.
+	Latency   *Histogram
+	received  atomic.Int64 // deltas applied
+	bytes     atomic.Int64
+	firstAt   atomic.Int64 // unix ns of the first delta received
+	lastAt    atomic.Int64 // unix ns of the latest delta received
+	dropped   atomic.Int64 // connections the server closed or lost
+	malformed atomic.Int64
+	resyncs   atomic.Int64 // snapshots received after the first
+	foreign   atomic.Int64 // messages of another tenant
+	closeMu   sync.Mutex
+	closes    map[string]int // why connections ended, by close status or error
 }
 
 type client struct {
@@ -84,7 +78,7 @@ func Dial(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 	if cfg.DialConcurrency <= 0 {
 		cfg.DialConcurrency = 32
 	}
-	s := &Swarm{cfg: cfg, clients: make([]*client, cfg.Clients), Latency: &Histogram{}, FromOrigin: &Histogram{}, closes: map[string]int{}}
+	s := &Swarm{cfg: cfg, clients: make([]*client, cfg.Clients), Latency: &Histogram{}, closes: map[string]int{}}
 	var next atomic.Int64
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -244,11 +238,6 @@ func (s *Swarm) read(c *client) {
 			s.firstAt.CompareAndSwap(0, ns)
 			s.lastAt.Store(ns)
 			s.Latency.Add(now.Sub(f.CommittedAt))
-			if s.cfg.Origin != nil {
-				if at, ok := s.cfg.Origin(f.CommittedAt); ok {
-					s.FromOrigin.Add(now.Sub(at))
-				}
-			}
 		case "snapshot":
 			// Unasked: the server made this client start over.
 			s.resyncs.Add(1)
