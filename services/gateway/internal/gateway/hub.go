@@ -279,9 +279,10 @@ func (h *hub) ringFrom(since uint64, resuming bool) (out []*frame, ok bool) {
 	return out, true
 }
 
-// attach registers c and returns what it is sent first: with since, a "resumed" message and the deltas after
-// since when those can be had (from the ring, or from Postgres within
-// ResumeMax), otherwise a snapshot and the deltas after it. Every delta the
+// attach registers c and returns what it is sent first: with since, a
+// "resumed" message and the deltas after since when those can be had (from
+// the ring, or from Postgres within ResumeMax), otherwise a snapshot and
+// the deltas after it. Every delta the
 // hub fans out after the registration reaches c's queue; the writer skips
 // those the initial messages already cover.
 func (h *hub) attach(ctx context.Context, c *client, since *uint64) ([]*frame, error) {
