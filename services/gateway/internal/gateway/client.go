@@ -30,6 +30,7 @@ type client struct {
 	g      *Gateway
 	hub    *hub
 	conn   *websocket.Conn
+	out    *corkWriter // under conn's write buffer
 	p      Principal
 	remote string
 	ctx    context.Context // ends with the connection
@@ -58,11 +59,11 @@ type client struct {
 }
 
 // Buffers of an upgraded connection: clients send little, so a small read
-// buffer; a write buffer that holds a usual delta with its header, so that
-// it goes out in one write.
+// buffer; the write buffer is small too, as the writer gathers its
+// messages in a pooled buffer (see corkWriter) only while it writes.
 const (
 	readBufferSize  = 512
-	writeBufferSize = 4096
+	writeBufferSize = 512
 )
 
 // handleWS upgrades to a WebSocket (GET ws[?since=N]) and serves the
@@ -86,7 +87,8 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// The offered "bearer.<token>" is never selected: only pbxpulse.v1 is,
 	// so the token is not echoed back.
-	conn, err := websocket.Accept(upgrader{w}, r, &websocket.AcceptOptions{
+	up := &upgrader{ResponseWriter: w}
+	conn, err := websocket.Accept(up, r, &websocket.AcceptOptions{
 		Subprotocols:    []string{wsProtocol},
 		OriginPatterns:  g.origins,
 		CompressionMode: websocket.CompressionDisabled,
@@ -97,7 +99,7 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(maxClientMessage)
 	ctx, cancel := context.WithCancel(g.base)
-	c := &client{g: g, hub: h, conn: conn, p: p, remote: r.RemoteAddr, ctx: ctx, cancel: cancel}
+	c := &client{g: g, hub: h, conn: conn, out: up.out, p: p, remote: r.RemoteAddr, ctx: ctx, cancel: cancel}
 	c.lastWrite.Store(g.clock.Load())
 	initial, err := h.attach(ctx, c, since)
 	if err != nil {
@@ -120,13 +122,16 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 }
 
 // upgrader hands coder/websocket the hijacked connection with buffers of
-// our sizes: net/http's 4 KiB read buffer would be kept for the
-// connection's life to read a few small messages.
-type upgrader struct{ http.ResponseWriter }
+// our sizes (net/http's 4 KiB ones would be kept for the connection's
+// life), writing through a corkWriter.
+type upgrader struct {
+	http.ResponseWriter
+	out *corkWriter
+}
 
-func (u upgrader) Unwrap() http.ResponseWriter { return u.ResponseWriter }
+func (u *upgrader) Unwrap() http.ResponseWriter { return u.ResponseWriter }
 
-func (u upgrader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (u *upgrader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(u.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
@@ -147,7 +152,69 @@ func (u upgrader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if n > 0 {
 		_, _ = br.Peek(n)
 	}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, writeBufferSize)), nil
+	u.out = &corkWriter{Conn: conn}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(u.out, writeBufferSize)), nil
+}
+
+// corkWriter is what a client's write buffer flushes to. While the writer
+// corks it, it gathers what is flushed (the writer's messages, and any
+// control frame meanwhile) in a pooled buffer, and uncork sends it in one
+// write: a client with several messages queued costs one system call, and
+// an idle one holds no buffer.
+type corkWriter struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    *[]byte
+}
+
+// corkMax is the most gathered before it is written out anyway.
+const corkMax = 64 << 10
+
+var corkBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+func (w *corkWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.corked {
+		return w.Conn.Write(p)
+	}
+	b := *w.buf
+	if len(b)+len(p) > corkMax {
+		bufs := net.Buffers{b, p}
+		_, err := bufs.WriteTo(w.Conn)
+		*w.buf = b[:0]
+		if err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	*w.buf = append(b, p...)
+	return len(p), nil
+}
+
+func (w *corkWriter) cork() {
+	w.mu.Lock()
+	w.corked = true
+	w.buf = corkBuffers.Get().(*[]byte)
+	w.mu.Unlock()
+}
+
+// uncork writes what was gathered.
+func (w *corkWriter) uncork() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var err error
+	if b := *w.buf; len(b) > 0 {
+		_, err = w.Conn.Write(b)
+	}
+	w.corked = false
+	if cap(*w.buf) <= 2*corkMax {
+		*w.buf = (*w.buf)[:0]
+		corkBuffers.Put(w.buf)
+	}
+	w.buf = nil
+	return err
 }
 
 // push queues f for the client without ever blocking: a client whose queue
@@ -233,14 +300,25 @@ func (c *client) writeLoop() {
 		batch := c.queue
 		c.queue, c.spare = c.spare, nil
 		c.mu.Unlock()
+		c.writingSince.Store(c.g.clock.Load())
+		c.out.cork()
+		ok := true
 		for _, f := range batch {
 			if c.closing.Load() {
 				break // a cut wins over queued frames
 			}
-			if !c.deliver(f) {
-				c.broken()
-				return
+			if ok = c.deliver(f); !ok {
+				break
 			}
+		}
+		if err := c.out.uncork(); err != nil {
+			ok = false
+		}
+		c.writingSince.Store(0)
+		c.lastWrite.Store(c.g.clock.Load())
+		if !ok {
+			c.broken()
+			return
 		}
 		clear(batch)
 		c.mu.Lock()
@@ -277,7 +355,11 @@ func (c *client) sendSnapshot() bool {
 		c.cut(websocket.StatusInternalError, "view version went back", cutInternal)
 	default:
 		c.version = s.version
-		return c.write(s)
+		c.writingSince.Store(c.g.clock.Load())
+		ok := c.write(s)
+		c.writingSince.Store(0)
+		c.lastWrite.Store(c.g.clock.Load())
+		return ok
 	}
 	return true
 }
@@ -313,14 +395,11 @@ func (c *client) deliver(f *frame) bool {
 	return c.write(f)
 }
 
+// write writes f through the cork (see writeLoop) or to the connection.
 func (c *client) write(f *frame) bool {
-	c.writingSince.Store(c.g.clock.Load())
 	// No per-write context: a stuck write is ended by kill (CloseNow),
 	// which spares every write a timer.
-	err := c.conn.Write(context.Background(), websocket.MessageText, f.data)
-	c.writingSince.Store(0)
-	c.lastWrite.Store(c.g.clock.Load())
-	if err != nil {
+	if err := c.conn.Write(context.Background(), websocket.MessageText, f.data); err != nil {
 		return false
 	}
 	c.g.metrics.sent[f.kind].Inc()
