@@ -227,6 +227,12 @@ func measure(b *testing.B, l fanoutLoad, srv serverUnderTest) fanoutRun {
 	if st, err := readStatus(srv.pid); err == nil {
 		r.rssConnected = st.rss
 	}
+	if srv.pprofAddr != "" {
+		if m, err := goMemory(srv.pprofAddr); err == nil {
+			r.extra = append(r.extra, fmt.Sprintf("Go memory with the clients connected, per connection: heap in use %.1f KB, stacks %.1f KB (%d goroutines)",
+				m.heapInuse/float64(l.clients)/1024, m.stackInuse/float64(l.clients)/1024, m.goroutines))
+		}
+	}
 	if st, err := readStatus(os.Getpid()); err == nil {
 		r.clientRSS = st.rss
 	}
@@ -251,6 +257,12 @@ func measure(b *testing.B, l fanoutLoad, srv serverUnderTest) fanoutRun {
 	r.traffic = time.Since(start).Seconds()
 	s1, t1c, pg1, m1, si1 := cpu()
 	r.cpuServer, r.cpuTest, r.cpuPostgres, r.cpuMachine, r.cpuSoftirq = s1-s0, t1c-t0c, pg1-pg0, m1-m0, si1-si0
+	if srv.pprofAddr != "" {
+		if m, err := goMemory(srv.pprofAddr); err == nil {
+			r.extra = append(r.extra, fmt.Sprintf("Go memory after the traffic, per connection: heap in use %.1f KB, stacks %.1f KB",
+				m.heapInuse/float64(l.clients)/1024, m.stackInuse/float64(l.clients)/1024))
+		}
+	}
 	samples.stop()
 	profiles()
 	if rss := samples.mark(); len(rss) > 0 {
@@ -373,13 +385,12 @@ func runGatewayFanout(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr, "NATS_URL="+up.url, "DATABASE_URL="+dsn,
 		"GATEWAY_TOKENS="+strings.Join(entries, ","), "LOG_LEVEL=warn")
-	pprofAddr := ""
-	if os.Getenv("GATEWAY_LOAD_PROFILE") != "" {
-		if pprofAddr, err = freeAddr(); err != nil {
-			b.Fatal(err)
-		}
-		cmd.Env = append(cmd.Env, "PPROF_ADDR="+pprofAddr)
+	// pprof on loopback: its heap page tells where the memory goes.
+	pprofAddr, err := freeAddr()
+	if err != nil {
+		b.Fatal(err)
 	}
+	cmd.Env = append(cmd.Env, "PPROF_ADDR="+pprofAddr)
 	stderr := &tail{max: 16 << 10}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -496,6 +507,48 @@ func startProfiles(b *testing.B, server string, pid int, pprofAddr string, d tim
 		}
 		wg.Wait()
 	}
+}
+
+// goMem is what a Go server's pprof heap page says of its memory (bytes).
+type goMem struct {
+	heapInuse, stackInuse float64
+	goroutines            int
+}
+
+// goMemory reads the runtime.MemStats that /debug/pprof/heap?debug=1
+// appends, and the goroutine count.
+func goMemory(pprofAddr string) (goMem, error) {
+	var m goMem
+	read := func(path string, line func(string)) error {
+		resp, err := http.Get("http://" + pprofAddr + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			line(sc.Text())
+		}
+		return sc.Err()
+	}
+	err := read("/debug/pprof/heap?debug=1", func(l string) {
+		if v, ok := strings.CutPrefix(l, "# HeapInuse = "); ok {
+			m.heapInuse, _ = strconv.ParseFloat(v, 64)
+		}
+		if v, ok := strings.CutPrefix(l, "# Stack = "); ok { // inuse / sys
+			m.stackInuse, _ = strconv.ParseFloat(strings.Fields(v)[0], 64)
+		}
+	})
+	if err != nil {
+		return m, err
+	}
+	err = read("/debug/pprof/goroutine?debug=1", func(l string) {
+		if v, ok := strings.CutPrefix(l, "goroutine profile: total "); ok {
+			m.goroutines, _ = strconv.Atoi(v)
+		}
+	})
+	return m, err
 }
 
 func waitReady(ctx context.Context, url string) error {
