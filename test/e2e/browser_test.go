@@ -139,7 +139,18 @@ func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Act
 	// The tab in front gets animation frames and unthrottled timers, as the
 	// window a supervisor looks at does.
 	actions = append([]chromedp.Action{page.BringToFront()}, actions...)
-	if err := chromedp.Run(ctx, actions...); err != nil {
+	// Each step is bounded: a selector that never matches must fail the
+	// test, not hang it until the browser's own deadline.
+	sctx, cancel := context.WithTimeout(ctx, 2*wait)
+	defer cancel()
+	if err := chromedp.Run(sctx, actions...); err != nil {
+		name := "failed-" + strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+				return r
+			}
+			return '-'
+		}, strings.ToLower(what))
+		screenshot(t, ctx, name)
 		var state string
 		_ = chromedp.Run(ctx, chromedp.Evaluate(`JSON.stringify({href: location.href, link: window.pbxpulse && window.pbxpulse.link,
 			modal: (document.querySelector('#modal[open]') || {}).innerText, error: document.querySelector('#server-error').innerText})`, &state))

@@ -291,6 +291,7 @@ func TestPanel(t *testing.T) {
 	t.Run("markup in a caller name is shown as text", func(t *testing.T) {
 		var ok, reply string
 		run(t, admin, "admin edits 1003's caller ID",
+			until(q(endpointCard("pbx1", "1003"))+`.dataset.calls === '0'`),
 			chromedp.Click(endpointCard("pbx1", "1003")+" .btn-config"),
 			chromedp.WaitVisible(`#cfg-callerid`),
 			chromedp.SetValue(`#cfg-callerid`, `"`+xssName+`" <1003>`),
@@ -413,8 +414,9 @@ func TestPanel(t *testing.T) {
 		run(t, sup, "only errors",
 			chromedp.Click(`#lvl-warning`), chromedp.Click(`#lvl-notice`), chromedp.Click(`#lvl-security`),
 			chromedp.Click(`#lvl-verbose`), chromedp.Click(`#lvl-dtmf`), chromedp.Click(`#lvl-debug`),
-			until(`location.hash.includes('level=ERROR') && document.querySelector('#logs-status').dataset.state === 'live'`),
+			until(`new URLSearchParams(location.hash.split('?')[1]).get('level') === 'ERROR' && document.querySelector('#logs-status').dataset.state === 'live'`),
 			until(lines+`.length === 2 && `+lines+`.every(e => e.dataset.level === 'ERROR')`),
+			until(`[...document.querySelectorAll('.log-stat')].map(e => e.dataset.level).join() === 'ERROR'`),
 			text(`.log-stat[data-level="ERROR"] .log-stat-count`, &errCount),
 		)
 		if errCount != "2" {

@@ -85,3 +85,42 @@ export function healthChart(points, from, to, title) {
   if (!points.length) root.appendChild(svg('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'axis' }, 'no samples in this period'));
   return root;
 }
+
+// levelBars draws stacked bars of log entries per minute ({t, levels:
+// {error: n, ...}}) between from and to (ms), one colour class per level.
+export function levelBars(minutes, from, to, levels, title) {
+  const W = 640;
+  const H = 90;
+  const L = 44;
+  const R = 8;
+  const T = 6;
+  const B = 18;
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'level-bars', role: 'img', 'aria-label': title });
+  root.appendChild(svg('title', {}, title));
+  const total = (m) => levels.reduce((a, l) => a + (m.levels[l] || 0), 0);
+  const max = niceMax(Math.max(0, ...minutes.map(total)));
+  const x = (t) => L + ((t - from) / (to - from)) * (W - L - R);
+  const y = (n) => T + (1 - n / max) * (H - T - B);
+  const grid = root.appendChild(svg('g', { class: 'grid' }));
+  for (const f of [0, 1]) {
+    grid.appendChild(svg('line', { x1: L, x2: W - R, y1: y(max * f), y2: y(max * f) }));
+    grid.appendChild(svg('text', { x: L - 4, y: y(max * f) + 4, 'text-anchor': 'end', class: 'axis' }, String(Math.round(max * f))));
+  }
+  const step = tickStep(to - from);
+  for (let t = Math.ceil(from / step) * step; t <= to; t += step) {
+    grid.appendChild(svg('text', { x: x(t), y: H - 4, 'text-anchor': 'middle', class: 'axis' }, clock(t).slice(0, 5)));
+  }
+  const w = Math.max(1, ((W - L - R) * 60000) / (to - from) - 1);
+  for (const m of minutes) {
+    let n = 0;
+    const g = root.appendChild(svg('g', { class: 'bar' }));
+    g.appendChild(svg('title', {}, clock(m.t).slice(0, 5) + ' ' + levels.filter((l) => m.levels[l]).map((l) => l.toUpperCase() + ' ' + m.levels[l]).join(', ')));
+    for (const l of levels) {
+      const c = m.levels[l] || 0;
+      if (!c) continue;
+      g.appendChild(svg('rect', { x: x(m.t).toFixed(1), y: y(n + c).toFixed(1), width: w.toFixed(1), height: (y(n) - y(n + c)).toFixed(1), class: 'lvl-' + l }));
+      n += c;
+    }
+  }
+  return root;
+}

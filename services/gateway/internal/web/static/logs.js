@@ -2,7 +2,9 @@
 // subscribeLogs on the WebSocket. Filters go to the server, so that the
 // backlog holds the most recent lines that match them.
 
-import { $, byName, clear, clock, el, obj, parseRoute, parseTime, routeHash, setText, show, str } from './dom.js';
+import { api } from './api.js';
+import { levelBars } from './chart.js';
+import { $, arr, byName, clear, clock, el, obj, parseRoute, parseTime, qty, routeHash, setText, show, str } from './dom.js';
 import { model, subscribeLogs, unsubscribeLogs } from './live.js';
 
 export const LEVELS = ['ERROR', 'WARNING', 'NOTICE', 'SECURITY', 'VERBOSE', 'DTMF', 'DEBUG'];
@@ -185,6 +187,52 @@ function resetLines() {
   renderStats();
 }
 
+// ------------------------------------------------------------ per minute
+
+const BAR_LEVELS = ['error', 'warning', 'security', 'notice', 'verbose', 'dtmf', 'debug', 'unknown'];
+const STATS_WINDOW = 3600e3;
+
+// The log tailers' per-minute counts of the PBX (api/v1/logs/stats), as
+// bars: how busy and how troubled the PBX's log has been this last hour. A
+// PBX's files overlap (messages repeats lines of full), so each PBX counts
+// with its busiest file only.
+async function loadMinutes() {
+  const pbx = state.filterPbx;
+  const to = Date.now();
+  const from = to - STATS_WINDOW;
+  const res = await api('logs/stats', { params: { pbx, from: new Date(from).toISOString().replace(/\.\d{3}Z$/, 'Z') } });
+  const box = $('logs-minutes');
+  if (!res.ok || pbx !== state.filterPbx) {
+    if (!res.ok) show(box, false);
+    return;
+  }
+  const rows = arr(res.data.minutes).map(obj).filter(Boolean);
+  const perFile = new Map(); // pbx -> file -> total
+  for (const r of rows) {
+    const p = str(r.pbx_id);
+    if (!perFile.has(p)) perFile.set(p, new Map());
+    const f = perFile.get(p);
+    f.set(str(r.file), (f.get(str(r.file)) || 0) + qty(r.total));
+  }
+  const busiest = new Map();
+  for (const [p, files] of perFile) busiest.set(p, [...files].sort((a, b) => b[1] - a[1])[0][0]);
+  const minutes = new Map(); // minute ms -> {t, levels}
+  for (const r of rows) {
+    if (busiest.get(str(r.pbx_id)) !== str(r.file)) continue;
+    const t = parseTime(r.minute);
+    if (!Number.isFinite(t)) continue;
+    if (!minutes.has(t)) minutes.set(t, { t, levels: {} });
+    const m = minutes.get(t);
+    for (const [l, n] of Object.entries(obj(r.levels) || {})) {
+      const k = BAR_LEVELS.includes(l.toLowerCase()) ? l.toLowerCase() : 'unknown';
+      m.levels[k] = (m.levels[k] || 0) + qty(n);
+    }
+  }
+  clear(box);
+  box.appendChild(levelBars([...minutes.values()], from, to, BAR_LEVELS, 'Log entries per minute by level, last hour' + (pbx ? ', ' + pbx : '')));
+  show(box, true);
+}
+
 // ------------------------------------------------------------------ page
 
 // enterLogs (re)subscribes when the route's filter changed.
@@ -199,14 +247,20 @@ export function enterLogs(params) {
   leaveLogs();
   resetLines();
   state.key = key;
+  const pbxChanged = state.filterPbx !== (f.pbx || '') || !state.minutesLoaded;
   state.filterPbx = f.pbx || '';
   state.sub = subscribeLogs(f, backlog, onEntries, onStatus);
+  if (pbxChanged) {
+    state.minutesLoaded = true;
+    loadMinutes();
+  }
 }
 
 export function leaveLogs() {
   if (state.sub) unsubscribeLogs(state.sub);
   state.sub = null;
   state.key = '';
+  state.minutesLoaded = false;
 }
 
 function fillPbxOptions() {
@@ -222,7 +276,6 @@ function fillPbxOptions() {
 
 export function renderLogs() {
   fillPbxOptions();
-  renderStats();
 }
 
 export function initLogs() {
@@ -262,4 +315,7 @@ export function initLogs() {
   setInterval(() => {
     if (state.sub) renderStats();
   }, 5000);
+  setInterval(() => {
+    if (state.sub) loadMinutes();
+  }, 60000);
 }

@@ -179,6 +179,9 @@ function otherParty(call, epName) {
 }
 
 function renderRegs(box, regs) {
+  const sig = regs.map((r) => [r.key, r.status, r.server_uri, r.client_uri, r.cause].map(str).join('|')).join('\n');
+  if (box._sig === sig) return;
+  box._sig = sig;
   while (box.firstChild) box.firstChild.remove();
   for (const r of regs) {
     const line = box.appendChild(el('div', 'ep-line ep-reg text-truncate'));
@@ -190,24 +193,26 @@ function renderRegs(box, regs) {
   }
 }
 
-// Rebuilds a card's buttons only when what they act on changes.
+// A card's buttons are made once (by role) and shown or hidden as its calls
+// come and go, so that a button never changes under a pointer.
 function renderEndpointActions(col, ep, calls) {
-  const sig = [can('supervisor'), can('admin'), calls.map((c) => str(c.linkedid)).join(',')].join('|');
-  if (col._actionsSig === sig) return;
-  col._actionsSig = sig;
-  const box = col._actions;
-  while (box.firstChild) box.firstChild.remove();
-  const logs = el('a', { class: 'btn btn-sm btn-outline-secondary btn-logs', href: routeHash('logs', { pbx: str(ep.pbx_id), endpoint: str(ep.name) }) }, 'Logs');
-  box.appendChild(logs);
-  if (can('supervisor')) {
-    if (calls.length) {
-      box.appendChild(actionButton('Hang up', 'btn-outline-danger btn-hangup', () => hangupCall(calls[0]), 'Hang up the call of ' + str(ep.name)));
-      box.appendChild(actionButton('Spy', 'btn-outline-secondary btn-spy', () => spyCall(calls[0]), 'Listen to the call of ' + str(ep.name)));
-    } else if (!isTrunk(ep)) {
-      box.appendChild(actionButton('Call', 'btn-outline-primary btn-originate', () => originateFrom(ep), 'Click to call from ' + str(ep.name)));
+  col._callsNow = calls;
+  if (!col._buttons) {
+    const box = col._actions;
+    const b = (col._buttons = {});
+    const ext = () => model.endpoints.get(col.dataset.endpoint) || ep;
+    b.logs = box.appendChild(el('a', { class: 'btn btn-sm btn-outline-secondary btn-logs', href: routeHash('logs', { pbx: str(ep.pbx_id), endpoint: str(ep.name) }) }, 'Logs'));
+    if (can('supervisor')) {
+      b.hangup = box.appendChild(actionButton('Hang up', 'btn-outline-danger btn-hangup', () => col._callsNow[0] && hangupCall(col._callsNow[0]), 'Hang up the call of ' + str(ep.name)));
+      b.spy = box.appendChild(actionButton('Spy', 'btn-outline-secondary btn-spy', () => col._callsNow[0] && spyCall(col._callsNow[0]), 'Listen to the call of ' + str(ep.name)));
+      if (!isTrunk(ep)) b.call = box.appendChild(actionButton('Call', 'btn-outline-primary btn-originate', () => originateFrom(ext()), 'Click to call from ' + str(ep.name)));
     }
+    if (can('admin')) b.config = box.appendChild(actionButton('Config', 'btn-outline-warning btn-config', () => editConfig(ext()), 'View and change the PJSIP section of ' + str(ep.name)));
   }
-  if (can('admin')) box.appendChild(actionButton('Config', 'btn-outline-warning btn-config', () => editConfig(ep), 'View and change the PJSIP section of ' + str(ep.name)));
+  const b = col._buttons;
+  if (b.hangup) show(b.hangup, calls.length > 0);
+  if (b.spy) show(b.spy, calls.length > 0);
+  if (b.call) show(b.call, calls.length === 0);
 }
 
 function updateEndpointCard(col, item) {
