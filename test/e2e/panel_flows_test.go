@@ -540,7 +540,7 @@ func TestPanel(t *testing.T) {
 		if overflow {
 			t.Error("the overview is wider than a phone's screen")
 		}
-		screenshot(t, viewer, "panel-phone")
+		screenshotScreen(t, viewer, "panel-phone")
 	})
 }
 
