@@ -173,15 +173,27 @@ func eval(expr string, out any) chromedp.Action {
 // js quotes a Go string as a JavaScript string literal.
 func js(s string) string { return strconv.Quote(s) }
 
-// screenshot saves the page as test/artifacts/<name>.png.
+// screenshot saves the whole page as test/artifacts/<name>.png.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	var shot []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&shot, 100)); err != nil {
+	saveShot(t, ctx, name, chromedp.FullScreenshot(&shot, 100), &shot)
+}
+
+// screenshotScreen saves what fits the screen (a phone's first view).
+func screenshotScreen(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	var shot []byte
+	saveShot(t, ctx, name, chromedp.CaptureScreenshot(&shot), &shot)
+}
+
+func saveShot(t *testing.T, ctx context.Context, name string, take chromedp.Action, shot *[]byte) {
+	t.Helper()
+	if err := chromedp.Run(ctx, take); err != nil {
 		t.Logf("screenshot %s: %v", name, err)
 		return
 	}
-	if err := os.WriteFile(filepath.Join(artifacts(t), name+".png"), shot, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(artifacts(t), name+".png"), *shot, 0o644); err != nil {
 		t.Logf("screenshot %s: %v", name, err)
 	}
 }

@@ -153,7 +153,7 @@ function createCard(item) {
   col._card = card;
   col._name = titles.appendChild(el('div', 'ep-name'));
   col._sub = titles.appendChild(el('div', 'ep-line text-body-secondary'));
-  const badges = head.appendChild(el('div', 'ep-badges d-flex flex-column align-items-end gap-1'));
+  const badges = head.appendChild(el('div', 'ep-badges d-flex flex-wrap justify-content-end align-items-start gap-1'));
   col._badge = badges.appendChild(el('span', 'badge status-badge'));
   col._reg = badges.appendChild(el('span', 'badge reg-badge'));
   col._count = badges.appendChild(el('span', 'badge call-count'));
