@@ -2,10 +2,16 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 )
 
 // TestCorkWriter: corked writes arrive once uncorked, in order, complete,
@@ -65,5 +71,68 @@ func TestCorkWriter(t *testing.T) {
 	conn.Close()
 	if b := <-got; !bytes.Equal(b, want.Bytes()) {
 		t.Fatalf("received %d bytes, want %d (same order)", len(b), want.Len())
+	}
+}
+
+// TestWriteMessage: messages the writer frames itself reach a WebSocket
+// client whole, of every length encoding, corked or not, with control
+// frames of the connection between them.
+func TestWriteMessage(t *testing.T) {
+	sizes := []int{0, 1, 125, 126, 127, 0xffff, 0x10000, 300000}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up := &upgrader{ResponseWriter: w}
+		conn, err := websocket.Accept(up, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.CloseNow()
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		ctx = conn.CloseRead(ctx) // reads the client's pongs
+		for i, corked := range []bool{false, true} {
+			if corked {
+				up.out.cork()
+			}
+			for _, n := range sizes {
+				if err := up.out.writeMessage(bytes.Repeat([]byte{byte('a' + i)}, n)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if corked {
+				if err := up.out.uncork(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if err := conn.Ping(ctx); err != nil { // a control frame, and the client's pong
+				t.Error(err)
+				return
+			}
+		}
+		conn.Close(websocket.StatusNormalClosure, "")
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(1 << 20)
+	for i := range 2 {
+		for _, n := range sizes {
+			typ, b, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("round %d, message of %d bytes: %v", i, n, err)
+			}
+			if typ != websocket.MessageText || !bytes.Equal(b, bytes.Repeat([]byte{byte('a' + i)}, n)) {
+				t.Fatalf("message of %d bytes: got %d bytes of type %v", n, len(b), typ)
+			}
+		}
+	}
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("end: %v", err)
 	}
 }
