@@ -215,6 +215,10 @@ func measure(b *testing.B, l fanoutLoad, srv serverUnderTest) fanoutRun {
 		b.Fatal(err)
 	}
 	r.rssIdle = idle.rss
+	var idleMem goMem
+	if srv.pprofAddr != "" {
+		idleMem, _ = goMemory(srv.pprofAddr)
+	}
 
 	t0 := time.Now()
 	swarm, err := wsload.Dial(ctx, wsload.SwarmConfig{Clients: l.clients, Groups: l.tenants, Target: srv.target, Tenant: l.tenant})
@@ -258,9 +262,10 @@ func measure(b *testing.B, l fanoutLoad, srv serverUnderTest) fanoutRun {
 	r.cpuServer, r.cpuTest, r.cpuUpstream, r.cpuMachine, r.cpuSoftirq = s1-s0, t1c-t0c, pg1-pg0, m1-m0, si1-si0
 	if srv.pprofAddr != "" {
 		if after, err := goMemory(srv.pprofAddr); err == nil {
-			kb := func(v float64) float64 { return v / float64(l.clients) / 1024 }
-			r.extra = append(r.extra, fmt.Sprintf("Go memory per connection at rest: heap in use %.1f KB, stacks %.1f KB (%d goroutines); after the traffic: heap %.1f KB, stacks %.1f KB",
-				kb(atRest.heapInuse), kb(atRest.stackInuse), atRest.goroutines, kb(after.heapInuse), kb(after.stackInuse)))
+			kb := func(v, idle float64) float64 { return (v - idle) / float64(l.clients) / 1024 }
+			r.extra = append(r.extra, fmt.Sprintf("Go memory per connection (over idle) at rest: heap in use %.1f KB, stacks %.1f KB (%d goroutines); after the traffic: heap %.1f KB, stacks %.1f KB",
+				kb(atRest.heapInuse, idleMem.heapInuse), kb(atRest.stackInuse, idleMem.stackInuse), atRest.goroutines,
+				kb(after.heapInuse, idleMem.heapInuse), kb(after.stackInuse, idleMem.stackInuse)))
 		}
 	}
 	samples.stop()
