@@ -172,6 +172,7 @@ type corkWriter struct {
 	net.Conn
 	mu     sync.Mutex
 	corked bool
+	closed bool // a close frame went out: no message may follow it
 	buf    *[]byte
 }
 
@@ -180,10 +181,13 @@ const corkMax = 64 << 10
 
 var corkBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-// Write takes what coder/websocket flushes.
+// Write takes what coder/websocket flushes: whole control frames.
 func (w *corkWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if len(p) > 0 && p[0] == 0x88 { // FIN, close
+		w.closed = true
+	}
 	if err := w.put(nil, p); err != nil {
 		return 0, err
 	}
@@ -210,6 +214,9 @@ func (w *corkWriter) writeMessage(p []byte) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return net.ErrClosed
+	}
 	return w.put(h[:n], p)
 }
 

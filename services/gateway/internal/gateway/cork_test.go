@@ -68,6 +68,11 @@ func TestCorkWriter(t *testing.T) {
 			}
 		}
 	}
+	// After a close frame, no message.
+	put("\x88\x02\x03\xe8")
+	if err := w.writeMessage([]byte("late")); err == nil {
+		t.Error("a message was written after the close frame")
+	}
 	conn.Close()
 	if b := <-got; !bytes.Equal(b, want.Bytes()) {
 		t.Fatalf("received %d bytes, want %d (same order)", len(b), want.Len())
