@@ -526,6 +526,31 @@ func TestPanel(t *testing.T) {
 		screenshot(t, tab, "panel-iframe")
 	})
 
+	t.Run("search and PBX filter", func(t *testing.T) {
+		cards := `document.querySelectorAll('#extensions [data-endpoint]').length`
+		var all int
+		run(t, sup, "search",
+			chromedp.Navigate(s.PanelURL()+"#/overview"),
+			chromedp.WaitVisible(endpointCard("pbx1", "1001")),
+			chromedp.Evaluate(cards, &all),
+			chromedp.SendKeys(`#search`, "1003"),
+			until(cards+` === 1 && `+q(endpointCard("pbx1", "1003"))),
+		)
+		run(t, sup, "filter",
+			chromedp.Click(`#pbxs [data-pbx="pbx1"]`),
+			until(q(`#pbxs [data-pbx="pbx1"]`)+`.getAttribute('aria-pressed') === 'true'`),
+			chromedp.Evaluate(`(() => { const s = document.querySelector('#search'); s.value = ''; s.dispatchEvent(new Event('input')) })()`, nil),
+			until(cards+` === `+strconv.Itoa(all)),
+		)
+		run(t, sup, "no filter",
+			chromedp.Click(`#pbxs [data-pbx="pbx1"]`),
+			until(q(`#pbxs [data-pbx="pbx1"]`)+`.getAttribute('aria-pressed') === 'false'`),
+		)
+		if all < 5 {
+			t.Errorf("%d extension cards before searching", all)
+		}
+	})
+
 	t.Run("phone", func(t *testing.T) {
 		call := s.Sim.Dial("1002", "1001")
 		call.Answer()
