@@ -295,6 +295,10 @@ func TestPanel(t *testing.T) {
 			chromedp.Click(endpointCard("pbx1", "1003")+" .btn-config"),
 			chromedp.WaitVisible(`#cfg-callerid`),
 			chromedp.SetValue(`#cfg-callerid`, `"`+xssName+`" <1003>`),
+			chromedp.ActionFunc(func(ctx context.Context) error {
+				screenshot(t, ctx, "panel-config-edit")
+				return nil
+			}),
 			chromedp.Click(`#modal-next`),
 			chromedp.WaitVisible(`#modal-confirm`),
 			chromedp.Click(`#modal-confirm`),
@@ -556,7 +560,7 @@ func TestPanel(t *testing.T) {
 		call.Answer()
 		defer call.Hangup()
 		run(t, viewer, "phone-sized overview",
-			emulation.SetDeviceMetricsOverride(390, 844, 3, true),
+			emulation.SetDeviceMetricsOverride(390, 844, 2, true),
 			chromedp.Navigate(s.PanelURL()+"#/overview"),
 			chromedp.WaitVisible(callRow(call.Linkedid())),
 		)

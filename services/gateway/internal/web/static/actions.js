@@ -120,7 +120,7 @@ function formStep(spec) {
       ev.preventDefault();
       $('modal-next').click();
     });
-    const first = form.querySelector('input:not([type=hidden]):not([disabled]), select');
+    const first = form.querySelector('input:not([type=hidden]):not([disabled])') || form.querySelector('select');
     if (first) first.focus();
   }
 }
