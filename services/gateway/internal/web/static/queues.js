@@ -59,7 +59,6 @@ function createQueue() {
   const mt = body.appendChild(el('table', 'table table-sm align-middle mb-0 queue-members'));
   col._members = mt.appendChild(el('tbody'));
   col._callerNodes = new Map();
-  col._waitCells = [];
   return col;
 }
 
