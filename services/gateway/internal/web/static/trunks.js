@@ -32,8 +32,7 @@ async function load() {
   state.loading = true;
   const hours = state.hours;
   const from = new Date(Date.now() - hours * 3600e3).toISOString().replace(/\.\d{3}Z$/, 'Z');
-  // "from" is the contract's name; "since" the first gateway's.
-  const res = await api('trunks/health', { params: { from, since: from } });
+  const res = await api('trunks/health', { params: { from } });
   state.loading = false;
   if (!res.ok) {
     state.error = 'Trunk health unavailable: ' + (str(res.data.message) || 'HTTP ' + res.status);
