@@ -1323,14 +1323,17 @@ func (x *PbxView) GetSince() *timestamppb.Timestamp {
 
 // TrunkRegistrationView is one outbound registration.
 type TrunkRegistrationView struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PbxId         string                 `protobuf:"bytes,1,opt,name=pbx_id,json=pbxId,proto3" json:"pbx_id,omitempty"`
-	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	ClientUri     string                 `protobuf:"bytes,3,opt,name=client_uri,json=clientUri,proto3" json:"client_uri,omitempty"`
-	ServerUri     string                 `protobuf:"bytes,4,opt,name=server_uri,json=serverUri,proto3" json:"server_uri,omitempty"`
-	Status        string                 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
-	Cause         string                 `protobuf:"bytes,6,opt,name=cause,proto3" json:"cause,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PbxId     string                 `protobuf:"bytes,1,opt,name=pbx_id,json=pbxId,proto3" json:"pbx_id,omitempty"`
+	Key       string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	ClientUri string                 `protobuf:"bytes,3,opt,name=client_uri,json=clientUri,proto3" json:"client_uri,omitempty"`
+	ServerUri string                 `protobuf:"bytes,4,opt,name=server_uri,json=serverUri,proto3" json:"server_uri,omitempty"`
+	Status    string                 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	Cause     string                 `protobuf:"bytes,6,opt,name=cause,proto3" json:"cause,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// The registration's section name in pjsip.conf, once an event has named
+	// it (the trunk its flaps are recorded under).
+	Name          string `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1412,6 +1415,13 @@ func (x *TrunkRegistrationView) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *TrunkRegistrationView) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 // Snapshot is the whole live view of one tenant at one projection version.
@@ -1976,7 +1986,7 @@ const file_pbxpulse_v1_views_proto_rawDesc = "" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x18\n" +
 	"\aattempt\x18\x04 \x01(\rR\aattempt\x12\x16\n" +
 	"\x06banner\x18\x05 \x01(\tR\x06banner\x120\n" +
-	"\x05since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xe7\x01\n" +
+	"\x05since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xfb\x01\n" +
 	"\x15TrunkRegistrationView\x12\x15\n" +
 	"\x06pbx_id\x18\x01 \x01(\tR\x05pbxId\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x1d\n" +
@@ -1987,7 +1997,8 @@ const file_pbxpulse_v1_views_proto_rawDesc = "" +
 	"\x06status\x18\x05 \x01(\tR\x06status\x12\x14\n" +
 	"\x05cause\x18\x06 \x01(\tR\x05cause\x129\n" +
 	"\n" +
-	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xc6\x02\n" +
+	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x12\n" +
+	"\x04name\x18\b \x01(\tR\x04name\"\xc6\x02\n" +
 	"\bSnapshot\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12(\n" +

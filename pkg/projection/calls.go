@@ -260,7 +260,6 @@ func (v *Views) deriveCall(c *pb.CallView, at *timestamppb.Timestamp) {
 			}
 		}
 	}
-	originUp := origin != nil && origin.State == stateUp
 	// Direction: decided by the first trunk leg seen, and kept after that
 	// leg hangs up.
 	if c.Trunk == "" {
@@ -280,6 +279,7 @@ func (v *Views) deriveCall(c *pb.CallView, at *timestamppb.Timestamp) {
 	if c.Direction == "" {
 		c.Direction = "internal"
 	}
+	originUp := origin != nil && origin.State == stateUp
 	var up, ringing, bridged int
 	c.BridgeId = ""
 	for _, ch := range c.Channels {
@@ -303,15 +303,20 @@ func (v *Views) deriveCall(c *pb.CallView, at *timestamppb.Timestamp) {
 		c.State = "bridged"
 	case len(c.Transfers) > 0:
 		c.State = "transferred"
-	case up > 0 && (len(c.Channels) == 1 || up >= 2 || originUp):
+	case up >= 2:
 		c.State = "up"
 	case ringing > 0:
+		// Also when the first leg is up: an originated call (click-to-call)
+		// answers the caller's phone first, then rings the callee.
 		c.State = "ringing"
 	case up > 0:
 		c.State = "up"
 	default:
 		c.State = "dialing"
 	}
+	// Answered as Asterisk's CDR has it: a call whose first channel was
+	// answered (by an application, or an originated call's phone) is
+	// answered even when the party it then dials is not.
 	answered := bridged >= 2 || up >= 2 || (up > 0 && (len(c.Channels) == 1 || originUp))
 	if c.AnsweredAt == nil && at != nil && answered {
 		c.AnsweredAt = at

@@ -783,3 +783,24 @@ func TestChannelsSnapshotStartDoesNotDependOnOrder(t *testing.T) {
 		}
 	}
 }
+
+// Click-to-call: the originate answers the caller's phone first, then rings
+// the callee. The call shows ringing until the callee answers; like
+// Asterisk's CDR, it counts as answered from the phone's answer.
+func TestOriginatedCallRingsUntilTheCalleeAnswers(t *testing.T) {
+	phone := func(state int32) *pb.Channel { return chn("PJSIP/1001-00000001", "1.1", "1.1", state, "1001", "Alice", "1002") }
+	callee := func(state int32) *pb.Channel { return chn("PJSIP/1002-00000002", "1.2", "1.1", state, "1002", "Bob", "1002") }
+	r := newRun(t, nil).apply(
+		at{0, &pb.ChannelCreated{Channel: phone(0)}},
+		at{secs(1), &pb.ChannelStateChanged{Channel: phone(stateUp)}},
+		at{secs(2), &pb.ChannelCreated{Channel: callee(0)}},
+		at{secs(2), &pb.ChannelStateChanged{Channel: callee(stateRinging)}},
+	)
+	if c := r.call("1.1"); c.State != "ringing" || !c.AnsweredAt.AsTime().Equal(t0.Add(secs(1))) {
+		t.Fatalf("phone up, callee ringing: state %q answered %v, want ringing, answered at t0+1s", c.State, c.AnsweredAt)
+	}
+	r.apply(at{secs(5), &pb.ChannelStateChanged{Channel: callee(stateUp)}})
+	if c := r.call("1.1"); c.State != "up" {
+		t.Fatalf("callee answered: state %q, want up", c.State)
+	}
+}

@@ -173,9 +173,14 @@ func (v *Views) applyRegistration(pbx string, at *timestamppb.Timestamp, r *pb.T
 		cur = &pb.TrunkRegistrationView{PbxId: pbx, Key: key}
 		v.regs[k] = cur
 	}
+	if r.Name != "" {
+		// AMI's Registry events do not name the registration; the
+		// listing does. Flaps keep the name once it is known.
+		cur.Name = r.Name
+	}
 	if cur.Status != r.Status || cur.Cause != r.Cause {
 		// A registration that changes state is a flap in the trunk's history.
-		trunk := r.Name
+		trunk := cur.Name
 		if trunk == "" {
 			trunk = key
 		}
