@@ -177,6 +177,7 @@ func (s *Swarm) dial(ctx context.Context, hc *http.Client, g int) (*client, erro
 		}
 		c.base = f.Version
 		c.last.Store(f.Version)
+		c.buf = bytes.Buffer{} // deltas need far less than a snapshot
 		return c, nil
 	}
 	return nil, fmt.Errorf("dial %s: %w", url, err)
