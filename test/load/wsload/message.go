@@ -21,7 +21,7 @@ var jsonOpts = protojson.MarshalOptions{UseProtoNames: true}
 // CallChange is the n-th change of a tenant's view: one of its
 // CallsPerTenant calls, with two channels and caller names, as the
 // projector writes it while a call rings, is answered or is put on hold.
-// Its protojson is about 900 bytes, a typical delta of a busy PBX.
+// Its frame is about 1 KB of JSON, a typical delta of a busy PBX.
 func CallChange(tenant string, n uint64) *pb.Change {
 	call := n % CallsPerTenant
 	linkedid := fmt.Sprintf("1772438400.%d", call)
