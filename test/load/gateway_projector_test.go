@@ -243,6 +243,7 @@ func startUpstream(b *testing.B, cfg upstreamConfig) *upstream {
 	}
 	u := &upstream{cmd: exec.Command(os.Args[0], "-test.run=^TestGatewayLoadUpstreamHelper$", "-test.bench=^$"), stderr: &tail{max: 16 << 10}}
 	u.cmd.Env = append(os.Environ(), upstreamEnv+"="+string(env))
+	u.cmd.SysProcAttr = dieWithUs
 	u.cmd.Stderr = u.stderr
 	if u.control, err = u.cmd.StdinPipe(); err != nil {
 		b.Fatal(err)

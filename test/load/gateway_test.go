@@ -310,6 +310,7 @@ func machineCPU() (busy, softirq float64) {
 func runBroadcastBaseline(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 	b.Helper()
 	cmd := exec.Command(bin, "-groups", strconv.Itoa(l.tenants), "-rate", strconv.Itoa(l.rate))
+	cmd.SysProcAttr = dieWithUs
 	stderr := &tail{max: 16 << 10}
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
@@ -388,6 +389,7 @@ func runGatewayFanout(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(bin)
+	cmd.SysProcAttr = dieWithUs
 	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr, "NATS_URL="+up.url, "DATABASE_URL="+dsn,
 		"GATEWAY_TOKENS="+strings.Join(entries, ","), "LOG_LEVEL=warn")
 	// pprof on loopback: its heap page tells where the memory goes.
@@ -439,6 +441,10 @@ func runGatewayFanout(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 	}
 	return r
 }
+
+// dieWithUs ends a server when the benchmark is killed, rather than leave
+// it holding 10,000 sockets.
+var dieWithUs = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 
 // buildBroadcaster compiles the baseline server into a temporary directory.
 func buildBroadcaster(b *testing.B) string {
