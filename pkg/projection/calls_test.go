@@ -788,8 +788,12 @@ func TestChannelsSnapshotStartDoesNotDependOnOrder(t *testing.T) {
 // the callee. The call shows ringing until the callee answers; like
 // Asterisk's CDR, it counts as answered from the phone's answer.
 func TestOriginatedCallRingsUntilTheCalleeAnswers(t *testing.T) {
-	phone := func(state int32) *pb.Channel { return chn("PJSIP/1001-00000001", "1.1", "1.1", state, "1001", "Alice", "1002") }
-	callee := func(state int32) *pb.Channel { return chn("PJSIP/1002-00000002", "1.2", "1.1", state, "1002", "Bob", "1002") }
+	phone := func(state int32) *pb.Channel {
+		return chn("PJSIP/1001-00000001", "1.1", "1.1", state, "1001", "Alice", "1002")
+	}
+	callee := func(state int32) *pb.Channel {
+		return chn("PJSIP/1002-00000002", "1.2", "1.1", state, "1002", "Bob", "1002")
+	}
 	r := newRun(t, nil).apply(
 		at{0, &pb.ChannelCreated{Channel: phone(0)}},
 		at{secs(1), &pb.ChannelStateChanged{Channel: phone(stateUp)}},
