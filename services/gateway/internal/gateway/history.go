@@ -32,6 +32,24 @@ func httpError(w http.ResponseWriter, status int, code, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "message": msg})
 }
 
+// queryRange reads the from and to parameters: to defaults to now, from to
+// span before to.
+func queryRange(q url.Values, span time.Duration) (from, to time.Time, err error) {
+	if from, err = queryTime(q, "from"); err != nil {
+		return
+	}
+	if to, err = queryTime(q, "to"); err != nil {
+		return
+	}
+	if to.IsZero() {
+		to = time.Now()
+	}
+	if from.IsZero() {
+		from = to.Add(-span)
+	}
+	return from, to, nil
+}
+
 func queryTime(q url.Values, name string) (time.Time, error) {
 	v := q.Get(name)
 	if v == "" {
@@ -161,18 +179,10 @@ func (g *Gateway) handleTrunkHealth(w http.ResponseWriter, r *http.Request) {
 	if !q.Has("from") {
 		q.Set("from", q.Get("since"))
 	}
-	from, err := queryTime(q, "from")
+	from, to, err := queryRange(q, 24*time.Hour)
 	if err != nil {
 		badRequest(w, err.Error())
 		return
-	}
-	to, err := queryTime(q, "to")
-	if err != nil {
-		badRequest(w, err.Error())
-		return
-	}
-	if from.IsZero() {
-		from = time.Now().Add(-24 * time.Hour)
 	}
 	p, _ := principalFrom(r.Context())
 	var samples []*pb.TrunkHealthSample
@@ -187,7 +197,7 @@ func (g *Gateway) handleTrunkHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]json.RawMessage, 0, len(samples))
 	for _, s := range samples {
-		if !to.IsZero() && !s.GetAt().AsTime().Before(to) {
+		if !s.GetAt().AsTime().Before(to) {
 			break // oldest first
 		}
 		b, err := jsonOpts.Marshal(s)

@@ -46,21 +46,10 @@ func (g *Gateway) handleLogStats(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "pbx: want letters, digits, _ and -")
 		return
 	}
-	from, err := queryTime(q, "from")
+	from, to, err := queryRange(q, logStatsDefaultSpan)
 	if err != nil {
 		badRequest(w, err.Error())
 		return
-	}
-	to, err := queryTime(q, "to")
-	if err != nil {
-		badRequest(w, err.Error())
-		return
-	}
-	if to.IsZero() {
-		to = time.Now()
-	}
-	if from.IsZero() {
-		from = to.Add(-logStatsDefaultSpan)
 	}
 	if !from.Before(to) {
 		badRequest(w, "from must be before to")
