@@ -384,8 +384,13 @@ func TestPanel(t *testing.T) {
 	})
 
 	t.Run("the logs page filters", func(t *testing.T) {
+		// Consecutive lines of one level written at once go out as one
+		// LogBatch, whose entries share a stream_seq: the panel must show
+		// them all (the backlog ones here, live ones below).
 		appendLog(t, s,
 			"WARNING", "res_pjsip_session.c", "PJSIP/1001-0000a001: marker-1001-warning codec mismatch",
+			"WARNING", "res_pjsip_session.c", "PJSIP/1001-0000a001: marker-1001-warning-2 codec mismatch",
+			"WARNING", "res_pjsip_session.c", "PJSIP/1001-0000a001: marker-1001-warning-3 codec mismatch",
 			"ERROR", "chan_pjsip.c", "PJSIP/1001-0000a001: marker-1001-error no route",
 			"NOTICE", "res_pjsip_registrar.c", "PJSIP/1002-0000a002: marker-1002-notice other extension",
 			"VERBOSE", "pbx.c", "PJSIP/1001-0000a001: marker-1001-verbose Executing dialplan",
@@ -399,18 +404,28 @@ func TestPanel(t *testing.T) {
 		)
 		var got []string
 		run(t, sup, "read", chromedp.Evaluate(texts, &got))
-		if !containsAll(got, "marker-1001-warning", "marker-1001-error", "marker-1001-verbose") || containsAny(got, "marker-1002") {
+		if !containsAll(got, "marker-1001-warning ", "marker-1001-warning-2", "marker-1001-warning-3", "marker-1001-error", "marker-1001-verbose") || containsAny(got, "marker-1002") {
 			t.Errorf("logs of 1001 show %q", got)
 		}
 		var levels []string
 		run(t, sup, "live line, coloured by level",
 			chromedp.ActionFunc(func(ctx context.Context) error {
-				appendLog(t, s, "ERROR", "res_rtp_asterisk.c", "PJSIP/1001-0000a001: marker-1001-live RTP timeout")
+				// The burst is one LogBatch, sent before the ERROR line's.
+				appendLog(t, s,
+					"VERBOSE", "pbx.c", "PJSIP/1001-0000a001: marker-1001-burst-1 Executing dialplan",
+					"VERBOSE", "pbx.c", "PJSIP/1001-0000a001: marker-1001-burst-2 Executing dialplan",
+					"VERBOSE", "pbx.c", "PJSIP/1001-0000a001: marker-1001-burst-3 Executing dialplan",
+					"ERROR", "res_rtp_asterisk.c", "PJSIP/1001-0000a001: marker-1001-live RTP timeout",
+				)
 				return nil
 			}),
 			until(texts+`.some(t => t.includes('marker-1001-live'))`),
+			chromedp.Evaluate(texts, &got),
 			chromedp.Evaluate(lines+`.filter(e => e.classList.contains('level-error')).map(e => e.dataset.level)`, &levels),
 		)
+		if !containsAll(got, "marker-1001-burst-1", "marker-1001-burst-2", "marker-1001-burst-3") {
+			t.Errorf("a live batch of 3 lines shows as %q", got)
+		}
 		if len(levels) != 2 {
 			t.Errorf("error lines: %v", levels)
 		}

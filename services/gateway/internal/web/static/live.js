@@ -341,7 +341,11 @@ window.addEventListener('offline', () => {
 
 // -------------------------------------------------------- log subscriptions
 
-// id -> {filter, backlog, onEntries(entries, backlog), onStatus(status), lastSeq}
+// id -> {filter, backlog, onEntries(entries, backlog), onStatus(status),
+//        lastSeq, lastCount, skip}
+// lastSeq is the stream_seq of the last entry delivered and lastCount how
+// many delivered entries carried it; skip ({seq, left} or null) is what a
+// re-subscription's backlog repeats (see onLogs).
 const subs = new Map();
 let subSeq = 0;
 
@@ -350,7 +354,15 @@ let subSeq = 0;
 // reconnection (stream_seq). Returns the subscription id.
 export function subscribeLogs(filter, backlog, onEntries, onStatus) {
   const id = 'l' + ++subSeq;
-  subs.set(id, { filter, backlog, onEntries, onStatus: onStatus || (() => {}), lastSeq: -1 });
+  subs.set(id, {
+    filter,
+    backlog,
+    onEntries,
+    onStatus: onStatus || (() => {}),
+    lastSeq: 0,
+    lastCount: 0,
+    skip: null,
+  });
   sendSubscribe(id);
   return id;
 }
@@ -367,8 +379,14 @@ function sendSubscribe(id) {
   else s.onStatus({ state: 'waiting' });
 }
 
+// resubscribeLogs subscribes again on a new connection. The backlog the
+// server then sends overlaps what was already shown: remember where the
+// display stands so that onLogs skips it.
 function resubscribeLogs() {
-  for (const id of subs.keys()) sendSubscribe(id);
+  for (const [id, s] of subs) {
+    s.skip = s.lastSeq > 0 ? { seq: s.lastSeq, left: s.lastCount } : null;
+    sendSubscribe(id);
+  }
 }
 
 function onLogs(msg, data) {
@@ -379,8 +397,25 @@ function onLogs(msg, data) {
     if (!e) continue;
     const seq = Number(str(e.stream_seq));
     if (Number.isFinite(seq) && seq > 0) {
-      if (seq <= s.lastSeq) continue; // seen before a reconnection
-      s.lastSeq = seq;
+      // Entries arrive in order, but stream_seq is that of the stream
+      // message carrying them, and one message (a LogBatch) carries several
+      // lines: equal seqs are distinct lines, so within a subscription
+      // everything is taken. Only after a re-subscription are the entries
+      // already shown skipped: those before the last seq shown, and as many
+      // of that seq as were shown.
+      if (s.skip) {
+        if (seq < s.skip.seq) continue;
+        if (seq === s.skip.seq && s.skip.left > 0) {
+          s.skip.left--;
+          continue;
+        }
+        s.skip = null; // past what was shown
+      }
+      if (seq === s.lastSeq) s.lastCount++;
+      else {
+        s.lastSeq = seq;
+        s.lastCount = 1;
+      }
     }
     fresh.push(e);
   }
