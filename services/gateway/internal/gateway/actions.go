@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -80,6 +83,29 @@ var replyStatus = map[string]int{
 	"not_leader":  http.StatusServiceUnavailable,
 }
 
+// originAllowed reports whether a request's Origin, when it has one (a
+// browser's), is the gateway's own host or matches ALLOW_ORIGIN, as the
+// WebSocket handshake requires.
+func (g *Gateway) originAllowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return r.Header.Get("Sec-Fetch-Site") != "cross-site"
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, pat := range g.cfg.origins() {
+		if ok, _ := path.Match(strings.ToLower(pat), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // handleAction sends a command to the collector that leads a PBX of the
 // principal's tenant: POST api/v1/pbx/{pbx}/actions/{action}, the body being
 // the action's request in JSON; the answer is the collector's CommandReply.
@@ -103,6 +129,18 @@ func (g *Gateway) handleAction(w http.ResponseWriter, r *http.Request) {
 	// nothing of its request reaches NATS.
 	if !p.Can(spec.role) {
 		httpError(w, http.StatusForbidden, "forbidden", "role "+p.Role.String()+" may not "+name+"; "+spec.role.String()+" required")
+		return
+	}
+	// A browser page of another site can send a "simple" POST without
+	// asking (no CORS preflight) as long as it is not JSON: requiring JSON
+	// and a known Origin keeps such a page from commanding the PBX with a
+	// signed-in (or open) gateway's authority.
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		httpError(w, http.StatusUnsupportedMediaType, "invalid", "the body must be JSON (Content-Type: application/json)")
+		return
+	}
+	if !g.originAllowed(r) {
+		httpError(w, http.StatusForbidden, "forbidden", "requests from this origin are not allowed (ALLOW_ORIGIN)")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxActionBody))

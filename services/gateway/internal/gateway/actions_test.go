@@ -93,6 +93,9 @@ func (e apiEnv) do(t *testing.T, method, path, token, body string, hdr ...string
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -222,27 +225,34 @@ func TestActionRefusals(t *testing.T) {
 		name, token, path, body string
 		status                  int
 		code                    string
+		hdr                     []string
 	}{
-		{"no token", "", "pbx1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 401, "unauthorized"},
-		{"viewer hangs up", tokViewer, "pbx1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 403, "forbidden"},
-		{"viewer originates", tokViewer, "pbx1/actions/originate", `{"channel":"PJSIP/1001","exten":"1002"}`, 403, "forbidden"},
-		{"supervisor reads config", tokSupervisor, "pbx1/actions/config_get", `{"section":"1001"}`, 403, "forbidden"},
-		{"supervisor changes config", tokSupervisor, "pbx1/actions/config_update", `{"section":"1001","set":{"callerid":"x"}}`, 403, "forbidden"},
-		{"unknown action", tokAdmin, "pbx1/actions/reboot", `{}`, 404, "not_found"},
-		{"pbx id with a dot", tokAdmin, "pbx.1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 400, "invalid"},
-		{"pbx id wildcard", tokAdmin, "*/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 400, "invalid"},
-		{"pbx id escape", tokAdmin, "pbx1%2Eother/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 400, "invalid"},
-		{"unknown field", tokSupervisor, "pbx1/actions/hangup", `{"chanel":"PJSIP/1001-1"}`, 400, "invalid"},
-		{"wrong type", tokSupervisor, "pbx1/actions/hangup", `{"channel":5}`, 400, "invalid"},
-		{"not JSON", tokSupervisor, "pbx1/actions/hangup", `channel=PJSIP/1001-1`, 400, "invalid"},
-		{"too large", tokSupervisor, "pbx1/actions/hangup", `{"channel":"` + strings.Repeat("x", maxActionBody) + `"}`, 413, "invalid"},
+		{"no token", "", "pbx1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 401, "unauthorized", nil},
+		{"viewer hangs up", tokViewer, "pbx1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 403, "forbidden", nil},
+		{"viewer originates", tokViewer, "pbx1/actions/originate", `{"channel":"PJSIP/1001","exten":"1002"}`, 403, "forbidden", nil},
+		{"supervisor reads config", tokSupervisor, "pbx1/actions/config_get", `{"section":"1001"}`, 403, "forbidden", nil},
+		{"supervisor changes config", tokSupervisor, "pbx1/actions/config_update", `{"section":"1001","set":{"callerid":"x"}}`, 403, "forbidden", nil},
+		{"unknown action", tokAdmin, "pbx1/actions/reboot", `{}`, 404, "not_found", nil},
+		{"pbx id with a dot", tokAdmin, "pbx.1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 400, "invalid", nil},
+		{"pbx id wildcard", tokAdmin, "*/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 400, "invalid", nil},
+		{"pbx id escape", tokAdmin, "pbx1%2Eother/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 400, "invalid", nil},
+		{"unknown field", tokSupervisor, "pbx1/actions/hangup", `{"chanel":"PJSIP/1001-1"}`, 400, "invalid", nil},
+		{"wrong type", tokSupervisor, "pbx1/actions/hangup", `{"channel":5}`, 400, "invalid", nil},
+		{"not JSON", tokSupervisor, "pbx1/actions/hangup", `channel=PJSIP/1001-1`, 400, "invalid", nil},
+		{"too large", tokSupervisor, "pbx1/actions/hangup", `{"channel":"` + strings.Repeat("x", maxActionBody) + `"}`, 413, "invalid", nil},
 		// Another tenant's supervisor naming acme's PBX commands its own
 		// tenant's pbx1, where no collector answers.
-		{"other tenant", tokOther, "pbx1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 503, "unavailable"},
+		{"other tenant", tokOther, "pbx1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 503, "unavailable", nil},
+		// What a page of another site can send without a CORS preflight.
+		{"text/plain body", tokSupervisor, "pbx1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 415, "invalid", []string{"Content-Type", "text/plain"}},
+		{"form body", tokSupervisor, "pbx1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 415, "invalid", []string{"Content-Type", "application/x-www-form-urlencoded"}},
+		{"no content type", tokSupervisor, "pbx1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 415, "invalid", []string{"Content-Type", ""}},
+		{"foreign origin", tokSupervisor, "pbx1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 403, "forbidden", []string{"Origin", "https://evil.example"}},
+		{"cross-site fetch", tokSupervisor, "pbx1/actions/hangup", `{"channel":"PJSIP/1001-1"}`, 403, "forbidden", []string{"Sec-Fetch-Site", "cross-site"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			status, out := e.do(t, "POST", "api/v1/pbx/"+tc.path, tc.token, tc.body)
+			status, out := e.do(t, "POST", "api/v1/pbx/"+tc.path, tc.token, tc.body, tc.hdr...)
 			if status != tc.status || out["error"] != tc.code || out["message"] == "" {
 				t.Fatalf("status %d body %v, want %d %s", status, out, tc.status, tc.code)
 			}

@@ -39,6 +39,7 @@ type client struct {
 
 	mu        sync.Mutex
 	queue     []*frame // frames for the writer, at most SendBuffer: full means too slow
+	initial   int      // frames of the connection's start (snapshot or resumed deltas) still at the queue's head
 	spare     []*frame // the writer's last batch, emptied, for reuse
 	started   bool     // the first messages are queued: a writer may run
 	writing   bool     // a writer goroutine runs (or the connection is over)
@@ -116,6 +117,10 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	// The first messages go before the deltas queued since attach.
 	c.queue = append(initial, c.queue...)
+	// The start may hold up to WS_RESUME_MAX deltas: they do not count
+	// against the send buffer, or a resuming client would be cut as too
+	// slow before it could read anything.
+	c.initial = len(initial)
 	c.started = true
 	c.wakeLocked()
 	c.mu.Unlock()
@@ -187,6 +192,16 @@ func (w *corkWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	if len(p) > 0 && p[0] == 0x88 { // FIN, close
 		w.closed = true
+		if w.corked {
+			// coder/websocket closes the connection right after its close
+			// frame: send what was gathered and the frame now, not at uncork.
+			bufs := net.Buffers{*w.buf, p}
+			*w.buf = (*w.buf)[:0]
+			if _, err := bufs.WriteTo(w.Conn); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
 	}
 	if err := w.put(nil, p); err != nil {
 		return 0, err
@@ -276,7 +291,7 @@ func (c *client) push(f *frame) bool {
 	if c.closing.Load() {
 		return false
 	}
-	if len(c.queue) >= c.g.cfg.SendBuffer {
+	if len(c.queue)-c.initial >= c.g.cfg.SendBuffer {
 		c.cutLocked(websocket.StatusTryAgainLater, "too slow", cutTooSlow)
 		return false
 	}
@@ -309,7 +324,7 @@ func (c *client) cutLocked(code websocket.StatusCode, reason, label string) {
 	}
 	c.cutCode, c.cutReason = code, reason
 	c.closing.Store(true)
-	c.queue = nil
+	c.queue, c.initial = nil, 0
 	c.g.metrics.cuts.WithLabelValues(label).Inc()
 	c.g.log.Debug("closing client", "tenant", c.p.Tenant, "remote", c.remote, "reason", reason)
 	c.wakeLocked()
@@ -349,6 +364,7 @@ func (c *client) writeLoop() {
 		}
 		batch := c.queue
 		c.queue, c.spare = c.spare, nil
+		c.initial = 0
 		c.mu.Unlock()
 		c.writingSince.Store(c.g.clock.Load())
 		c.out.cork()
@@ -383,7 +399,7 @@ func (c *client) writeLoop() {
 func (c *client) broken() {
 	c.mu.Lock()
 	c.closing.Store(true)
-	c.queue = nil
+	c.queue, c.initial = nil, 0
 	c.mu.Unlock()
 	c.cancel()
 	_ = c.conn.CloseNow()
@@ -460,7 +476,7 @@ func (c *client) end() {
 	c.cancel()
 	c.mu.Lock()
 	c.closing.Store(true)
-	c.queue = nil
+	c.queue, c.initial = nil, 0
 	c.mu.Unlock()
 	_ = c.conn.CloseNow()
 	c.stopLogs()

@@ -162,7 +162,9 @@ func (g *Gateway) sweep(ctx context.Context) {
 		}
 		for _, c := range cs {
 			if ws := c.writingSince.Load(); ws != 0 && time.Duration(ns-ws) > g.cfg.WriteTimeout {
-				c.kill("write timeout", cutWriteTimeout)
+				// Not inline: CloseNow may wait for a close handshake in
+				// progress, and this loop keeps every client's clock.
+				go c.kill("write timeout", cutWriteTimeout)
 				continue
 			}
 			if exp := c.p.Expires; !exp.IsZero() && now.After(exp) {

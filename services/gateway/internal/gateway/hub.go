@@ -394,7 +394,9 @@ func (h *hub) resumeFromStore(ctx context.Context, since uint64) (fs []*frame, o
 		}
 		f, err := encodeDelta(d)
 		if err != nil {
-			return nil, false, err
+			// Not a reason to refuse the client (it would retry the same
+			// version forever): a snapshot serves it.
+			return nil, false, nil
 		}
 		fs = append(fs, f)
 	}

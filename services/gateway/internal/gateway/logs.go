@@ -581,13 +581,16 @@ func (s *logSub) backlog(stream jetstream.Stream, first, last uint64) ([]logEntr
 	pendingBytes, scanned := 0, 0
 	hi, span := last, uint64(firstChunk)
 	for len(found) < s.n && scanned < scanLimit && last-hi < scanSeqs {
+		if err := s.ctx.Err(); err != nil {
+			return nil, err // unsubscribed or disconnected: stop reading
+		}
 		lo := first
 		if hi-first+1 > span {
 			lo = hi - span + 1
 		}
 		var chunk []logEntry
 		known := len(s.f.callIDs)
-		n, err := scanRange(s.ctx, stream, s.f.subjects(), lo, hi, func(seq uint64, data []byte) {
+		n, err := scanRange(s.ctx, stream, s.f.subjects(), lo, hi, scanLimit-scanned, func(seq uint64, data []byte) {
 			s.decode(data, seq, func(e logEntry, isPending bool) {
 				if !isPending {
 					chunk = append(chunk, e)
@@ -643,8 +646,10 @@ func sortEntries(es []logEntry) {
 }
 
 // scanRange calls fn with each message of stream in [lo, hi] on subjects,
-// in order, through a short-lived consumer; it returns the bytes read.
-func scanRange(ctx context.Context, stream jetstream.Stream, subjects []string, lo, hi uint64, fn func(seq uint64, data []byte)) (int, error) {
+// in order, through a short-lived consumer, until it has read budget bytes
+// or ctx ends; it returns the bytes read. The budget and ctx bound what one
+// subscription can make the server read, whatever the chunk's size.
+func scanRange(ctx context.Context, stream jetstream.Stream, subjects []string, lo, hi uint64, budget int, fn func(seq uint64, data []byte)) (int, error) {
 	cfg := jetstream.ConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: lo,
 		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute,
@@ -665,7 +670,10 @@ func scanRange(ctx context.Context, stream jetstream.Stream, subjects []string, 
 	}()
 	pending := cons.CachedInfo().NumPending
 	read := 0
-	for got := uint64(0); got < pending; {
+	for got := uint64(0); got < pending && read < budget; {
+		if err := ctx.Err(); err != nil {
+			return read, err
+		}
 		batch, err := cons.FetchNoWait(int(min(pending-got, 256)))
 		if err != nil {
 			return read, fmt.Errorf("backlog fetch: %w", err)

@@ -184,6 +184,9 @@ func TestOpenAPIMatchesGateway(t *testing.T) {
 						if token != "" {
 							req.Header.Set("Authorization", "Bearer "+token)
 						}
+						if method == http.MethodPost {
+							req.Header.Set("Content-Type", "application/json")
+						}
 						resp, err := http.DefaultClient.Do(req)
 						if err != nil {
 							t.Fatal(err)
