@@ -241,12 +241,7 @@ func TestPanel(t *testing.T) {
 			chromedp.WaitVisible(`#modal[open] input[name="exten"]`),
 			chromedp.SetValue(`#modal input[name="exten"]`, "1002"),
 			chromedp.SetValue(`#modal input[name="context"]`, "internal"),
-			chromedp.Click(`#modal-next`),
-			chromedp.WaitVisible(`#modal-confirm`),
-			chromedp.Click(`#modal-confirm`),
-			chromedp.WaitVisible(`#modal-result`),
-			chromedp.AttributeValue(`#modal-result`, "data-ok", &ok, nil),
-			text(`#modal-reply`, &reply),
+			confirmDialog(&ok, &reply),
 		)
 		if ok != "true" {
 			t.Fatalf("originate: %q", reply)
@@ -269,12 +264,7 @@ func TestPanel(t *testing.T) {
 			chromedp.WaitVisible(`#modal[open] input[name="exten"]`),
 			chromedp.Value(`#modal input[name="context"]`, &context),
 			chromedp.SetValue(`#modal input[name="exten"]`, "1003"),
-			chromedp.Click(`#modal-next`),
-			chromedp.WaitVisible(`#modal-confirm`),
-			chromedp.Click(`#modal-confirm`),
-			chromedp.WaitVisible(`#modal-result`),
-			chromedp.AttributeValue(`#modal-result`, "data-ok", &ok, nil),
-			text(`#modal-reply`, &reply),
+			confirmDialog(&ok, &reply),
 		)
 		if context != "internal" {
 			t.Errorf("transfer context prefilled with %q, want the channel's", context)
@@ -299,12 +289,7 @@ func TestPanel(t *testing.T) {
 				screenshot(t, ctx, "panel-config-edit")
 				return nil
 			}),
-			chromedp.Click(`#modal-next`),
-			chromedp.WaitVisible(`#modal-confirm`),
-			chromedp.Click(`#modal-confirm`),
-			chromedp.WaitVisible(`#modal-result`),
-			chromedp.AttributeValue(`#modal-result`, "data-ok", &ok, nil),
-			text(`#modal-reply`, &reply),
+			confirmDialog(&ok, &reply),
 		)
 		if ok != "true" {
 			t.Fatalf("config_update: %q", reply)
@@ -663,5 +648,18 @@ func hangupAll(t *testing.T, s *stack.Stack) {
 			t.Fatalf("%d channels left", s.Sim.Channels())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// confirmDialog goes from a filled-in action dialog to the PBX's answer:
+// next, confirm, then the result's ok flag and reply text.
+func confirmDialog(ok, reply *string) chromedp.Action {
+	return chromedp.Tasks{
+		chromedp.Click(`#modal-next`),
+		chromedp.WaitVisible(`#modal-confirm`),
+		chromedp.Click(`#modal-confirm`),
+		chromedp.WaitVisible(`#modal-result`),
+		chromedp.AttributeValue(`#modal-result`, "data-ok", ok, nil),
+		text(`#modal-reply`, reply),
 	}
 }
