@@ -103,34 +103,10 @@ func startGateway(t *testing.T) string {
 	}
 	ns := testenv.NATS(t)
 	addr := freeAddr(t)
-	logf, err := os.Create(filepath.Join(dir, "gateway.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr, "NATS_URL="+ns.ClientURL(), "DATABASE_URL="+testenv.Postgres(t),
 		"TENANT=acme", "PATH_PREFIX=/monitor/", "GATEWAY_TOKENS=acme:viewer:"+proxyToken, "ENV_FILE=/nonexistent")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("gateway log:\n%s", tail(b))
-		}
-	})
+	exited := startLogged(t, "gateway", cmd, filepath.Join(dir, "gateway.log"))
 	waitHTTP(t, "gateway", "http://"+addr+"/monitor/readyz", exited)
 	return addr
 }
@@ -197,8 +173,17 @@ func writeFile(t *testing.T, path, content string) {
 // waits until it serves the gateway's healthz.
 func runServer(t *testing.T, what, errorLog, listen string, bin string, args ...string) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	out, err := os.Create(errorLog + ".out")
+	exited := startLogged(t, what, exec.Command(bin, args...), errorLog+".out", errorLog)
+	waitHTTP(t, what, "http://"+listen+"/monitor/healthz", exited)
+}
+
+// startLogged starts cmd in a process group of its own with its output in
+// logPath; the test's end stops the group (SIGTERM, then SIGKILL after 10 s)
+// and, when the test failed, logs the tail of logPath and of extraLogs. The
+// channel gets the process's exit.
+func startLogged(t *testing.T, what string, cmd *exec.Cmd, logPath string, extraLogs ...string) <-chan error {
+	t.Helper()
+	out, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,13 +204,13 @@ func runServer(t *testing.T, what, errorLog, listen string, bin string, args ...
 		}
 		out.Close()
 		if t.Failed() {
-			for _, f := range []string{errorLog, out.Name()} {
+			for _, f := range append(extraLogs, logPath) {
 				b, _ := os.ReadFile(f)
 				t.Logf("%s %s:\n%s", what, f, tail(b))
 			}
 		}
 	})
-	waitHTTP(t, what, "http://"+listen+"/monitor/healthz", exited)
+	return exited
 }
 
 // check runs a configuration test (nginx -t, apache2 -t).
