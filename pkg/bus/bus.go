@@ -45,9 +45,10 @@ func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// Open connects to NATS and makes sure the streams exist, retrying until
-// NATS answers or ctx ends: a service may well start before NATS does.
-func Open(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+// Open connects to NATS and makes sure tenant's event stream exists,
+// retrying until NATS answers or ctx ends: a service may well start before
+// NATS does.
+func Open(ctx context.Context, url, name, tenant string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := Connect(url, name, log)
 	if err != nil {
 		return nil, nil, err
@@ -60,7 +61,7 @@ func Open(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, 
 	wait := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := EnsureStreams(cctx, js)
+		err := EnsureEventStream(cctx, js, tenant, log)
 		cancel()
 		if err == nil {
 			return nc, js, nil
@@ -82,20 +83,29 @@ func Open(ctx context.Context, url, name string, log *slog.Logger) (*nats.Conn, 
 	}
 }
 
-// EnsureStreams creates or updates the event stream; safe to call from
-// every service at every start. Log streams are per tenant and made by the
-// log tailer (EnsureLogStream).
-func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
+// EnsureEventStream creates or updates a tenant's event stream; safe to
+// call from every service at every start. The single event stream of
+// earlier versions (PBX_EVENTS on every tenant's events) would overlap it:
+// it is retired, i.e. moved off the event subjects, so that it keeps what
+// it holds until that ages out and no longer grows.
+func EnsureEventStream(ctx context.Context, js jetstream.JetStream, tenant string, log *slog.Logger) error {
 	c := jetstream.StreamConfig{
-		Name:        StreamEvents,
-		Description: "pbxpulse PBX events (protobuf pbxpulse.v1.Event)",
-		Subjects:    []string{EventsFilter},
+		Name:        EventStream(tenant),
+		Description: "pbxpulse PBX events of tenant " + tenant + " (protobuf pbxpulse.v1.Event)",
+		Subjects:    []string{TenantEvents(tenant)},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      30 * 24 * time.Hour,
 		Duplicates:  DedupWindow,
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
+	_, err := js.CreateOrUpdateStream(ctx, c)
+	if isOverlap(err) {
+		if rerr := retireLegacyStream(ctx, js, StreamEvents, EventsFilter, log); rerr != nil {
+			return fmt.Errorf("ensure stream %s: %w (retiring %s: %w)", c.Name, err, StreamEvents, rerr)
+		}
+		_, err = js.CreateOrUpdateStream(ctx, c)
+	}
+	if err != nil {
 		return fmt.Errorf("ensure stream %s: %w", c.Name, err)
 	}
 	return nil
@@ -115,10 +125,6 @@ var DefaultLogLimits = LogLimits{MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour}
 // LogDedupWindow is how long a log stream remembers message ids. Shorter than
 // DedupWindow: every id in it costs server memory, and logs are high volume.
 const LogDedupWindow = 2 * time.Minute
-
-// retiredLogsSubject is where the single log stream of earlier versions is
-// moved, so that it stops taking new messages but keeps its old ones.
-const retiredLogsSubject = "pbxpulse.retired." + StreamLogs
 
 // EnsureLogStream creates or updates a tenant's log stream with lim. A
 // single log stream of an earlier version (PBX_LOGS on every tenant's logs)
@@ -141,7 +147,7 @@ func EnsureLogStream(ctx context.Context, js jetstream.JetStream, tenant string,
 	}
 	_, err := js.CreateOrUpdateStream(ctx, c)
 	if isOverlap(err) {
-		if rerr := retireLegacyLogStream(ctx, js, log); rerr != nil {
+		if rerr := retireLegacyStream(ctx, js, StreamLogs, LogsFilter, log); rerr != nil {
 			return fmt.Errorf("ensure stream %s: %w (retiring %s: %w)", c.Name, err, StreamLogs, rerr)
 		}
 		_, err = js.CreateOrUpdateStream(ctx, c)
@@ -161,22 +167,48 @@ func isOverlap(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeSubjectOverlap
 }
 
-func retireLegacyLogStream(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
-	st, err := js.Stream(ctx, StreamLogs)
+// LegacyEvents counts tenant's events still held by the retired single
+// event stream of earlier versions (0 when there is none): a replay of the
+// tenant's own stream leaves them out.
+func LegacyEvents(ctx context.Context, js jetstream.JetStream, tenant string) (uint64, error) {
+	st, err := js.Stream(ctx, StreamEvents)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", StreamEvents, err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(TenantEvents(tenant)))
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", StreamEvents, err)
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n, nil
+}
+
+// retireLegacyStream moves name, the single stream of every tenant's
+// messages on filter of an earlier version, to pbxpulse.retired.<name>: it
+// stops taking new messages but keeps its old ones (their subjects are
+// unchanged) until they age out.
+func retireLegacyStream(ctx context.Context, js jetstream.JetStream, name, filter string, log *slog.Logger) error {
+	st, err := js.Stream(ctx, name)
 	if err != nil {
 		return err
 	}
 	cfg := st.CachedInfo().Config
-	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != LogsFilter {
-		return fmt.Errorf("stream %s has subjects %v, not the single log stream of an earlier version; not touched", StreamLogs, cfg.Subjects)
+	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != filter {
+		return fmt.Errorf("stream %s has subjects %v, not the single stream of an earlier version; not touched", name, cfg.Subjects)
 	}
-	cfg.Subjects = []string{retiredLogsSubject}
-	cfg.Description = "retired: log lines of every tenant from before per-tenant log streams; kept until they age out"
+	cfg.Subjects = []string{"pbxpulse.retired." + name}
+	cfg.Description = "retired: every tenant's messages from before per-tenant streams; kept until they age out"
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		return err
 	}
-	log.Warn("retired the single log stream of an earlier version: it keeps its messages until they age out, new log lines go to per-tenant streams",
-		"stream", StreamLogs, "msgs", st.CachedInfo().State.Msgs)
+	log.Warn("retired the single stream of an earlier version: it keeps its messages until they age out, new ones go to per-tenant streams",
+		"stream", name, "msgs", st.CachedInfo().State.Msgs)
 	return nil
 }
 

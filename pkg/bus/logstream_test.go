@@ -82,7 +82,7 @@ func TestEnsureLogStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State.Msgs != 1 || info.Config.Subjects[0] != retiredLogsSubject {
+	if info.State.Msgs != 1 || info.Config.Subjects[0] != "pbxpulse.retired."+StreamLogs {
 		t.Errorf("retired stream: %d msgs, subjects %v", info.State.Msgs, info.Config.Subjects)
 	}
 

@@ -55,7 +55,7 @@ func testEvent(seq int) *pb.Event {
 func openOutbox(t *testing.T, url string, cfg OutboxConfig) (*nats.Conn, *Outbox) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	nc, _, err := Open(t.Context(), url, "outbox-test", log)
+	nc, _, err := Open(t.Context(), url, "outbox-test", "acme", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func openOutbox(t *testing.T, url string, cfg OutboxConfig) (*nats.Conn, *Outbox
 func storedSeqs(t *testing.T, nc *nats.Conn) []uint64 {
 	t.Helper()
 	js, _ := jetstream.New(nc)
-	st, err := js.Stream(t.Context(), StreamEvents)
+	st, err := js.Stream(t.Context(), EventStream("acme"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,15 +12,26 @@ import (
 
 // Stream names. Their subjects are part of the public API.
 const (
-	// StreamEvents holds every PBX event except log lines.
+	// StreamEvents is the name of the single event stream of earlier
+	// versions, and the prefix of the per-tenant event streams (see
+	// EventStream).
 	StreamEvents = "PBX_EVENTS"
 	// StreamLogs is the name of the single log stream of earlier versions,
 	// and the prefix of the per-tenant log streams (see LogStream).
 	StreamLogs = "PBX_LOGS"
 )
 
-// EventsFilter is the subject filter of StreamEvents.
+// EventsFilter matches the events of every tenant (the subject filter of
+// the single event stream of earlier versions).
 const EventsFilter = "pbx.*.*.evt.>"
+
+// EventStream is the name of a tenant's event stream, which holds every
+// event of its PBXs except log lines, on TenantEvents(tenant). One stream
+// per tenant: a tenant's projector reads its stream without a filter (a
+// filtered read of a shared stream costs the server a subject match per
+// message, and reads past every other tenant's), and its limits and
+// permissions are the tenant's own.
+func EventStream(tenant string) string { return StreamEvents + "_" + tenant }
 
 // LogsFilter matches the log lines of every tenant (the subject filter of
 // the single log stream of earlier versions).

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -27,12 +28,30 @@ type ReplayOptions struct {
 	Batch int
 }
 
+// ErrLegacyEvents: the retired single event stream of earlier versions still
+// holds events of the tenant, which a replay of its own stream would miss.
+var ErrLegacyEvents = errors.New("events in the retired stream")
+
 // Replay reads a tenant's events from the stream in order and calls fn
 // with each message until it reaches the bound or the end of the stream as
 // it was when the replay started. It returns the sequence of the last
 // message handed to fn (0 when none).
 func Replay(ctx context.Context, js jetstream.JetStream, tenant string, opt ReplayOptions, fn func(jetstream.Msg) error) (uint64, error) {
-	occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.TenantEvents(tenant)}}
+	if opt.FromSeq == 0 {
+		// A replay from the start would silently miss what the retired
+		// stream of earlier versions still holds.
+		n, err := bus.LegacyEvents(ctx, js, tenant)
+		if err != nil {
+			return 0, fmt.Errorf("replay: %w", err)
+		}
+		if n > 0 {
+			return 0, fmt.Errorf("replay: %w: %d events of tenant %s from before the upgrade are in the retired stream %s; "+
+				"a replay of %s would leave them out (delete %s once you no longer need them)",
+				ErrLegacyEvents, n, tenant, bus.StreamEvents, bus.EventStream(tenant), bus.StreamEvents)
+		}
+	}
+	// The tenant's own stream: no filter, so the server reads it straight.
+	var occ jetstream.OrderedConsumerConfig
 	switch {
 	case opt.FromSeq > 0:
 		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, opt.FromSeq
@@ -40,7 +59,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, tenant string, opt Repl
 		t := opt.FromTime
 		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
-	cons, err := js.OrderedConsumer(ctx, bus.StreamEvents, occ)
+	cons, err := js.OrderedConsumer(ctx, bus.EventStream(tenant), occ)
 	if err != nil {
 		return 0, fmt.Errorf("replay consumer: %w", err)
 	}

@@ -61,7 +61,10 @@ func Connect(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 // Position is where a tenant's projection stands.
 type Position struct {
 	// Gen is the generation of rows readers use (see Rebuild).
-	Gen       int32
+	Gen int32
+	// Stream is the JetStream stream StreamSeq counts in; empty before the
+	// first event.
+	Stream    string
 	StreamSeq uint64
 	Version   uint64
 }
@@ -91,12 +94,12 @@ func QueueEnterTenant(b *pgx.Batch, tenant string) { b.Queue(enterTenant, tenant
 // queryPosition reads a tenant's position; found is false when it has none.
 // lock takes the row for the rest of the transaction (FOR UPDATE).
 func queryPosition(ctx context.Context, q pgx.Tx, tenant string, lock bool) (pos Position, found bool, err error) {
-	sql := `SELECT gen, stream_seq, version FROM projector_position WHERE tenant=$1`
+	sql := `SELECT gen, stream, stream_seq, version FROM projector_position WHERE tenant=$1`
 	if lock {
 		sql += ` FOR UPDATE`
 	}
 	var seq, ver int64
-	err = q.QueryRow(ctx, sql, tenant).Scan(&pos.Gen, &seq, &ver)
+	err = q.QueryRow(ctx, sql, tenant).Scan(&pos.Gen, &pos.Stream, &seq, &ver)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Position{Gen: 1}, false, nil
 	}
@@ -117,6 +120,24 @@ func ReadPosition(ctx context.Context, q pgx.Tx, tenant string) (Position, error
 		}
 	}
 	return pos, err
+}
+
+// MoveToStream makes a position in generation gen count in stream from its
+// start: its events are now read there, and every event of the stream it
+// counted in before has been applied.
+func MoveToStream(ctx context.Context, q pgx.Tx, tenant string, gen int32, stream string) error {
+	ct, err := q.Exec(ctx, `UPDATE projector_position SET stream=$2, stream_seq=0 WHERE tenant=$1 AND gen=$3`, tenant, stream, gen)
+	if err != nil {
+		return fmt.Errorf("move position to stream %s: %w", stream, err)
+	}
+	if ct.RowsAffected() != 1 {
+		return ErrGenerationChanged
+	}
+	// The remembered event ids are kept by sequence of the old stream.
+	if _, err := q.Exec(ctx, `DELETE FROM projector_seen WHERE tenant=$1 AND gen=$2`, tenant, gen); err != nil {
+		return fmt.Errorf("move position to stream %s: %w", stream, err)
+	}
+	return nil
 }
 
 // LockPosition reads a tenant's position and holds its row until the
@@ -442,8 +463,8 @@ func queueDeltaRow(b *pgx.Batch, d *pb.Delta, body []byte) {
 // returns the encoded delta to announce. The caller holds the position
 // (LockPosition) and has queued the generation's live views.
 func QueueSwap(b *pgx.Batch, pos Position, d *pb.Delta) ([]byte, error) {
-	b.Queue(`UPDATE projector_position SET gen=$2, stream_seq=$3, version=$4 WHERE tenant=$1`,
-		d.Tenant, pos.Gen, int64(pos.StreamSeq), int64(d.Version))
+	b.Queue(`UPDATE projector_position SET gen=$2, stream=$3, stream_seq=$4, version=$5 WHERE tenant=$1`,
+		d.Tenant, pos.Gen, pos.Stream, int64(pos.StreamSeq), int64(d.Version))
 	body, err := proto.Marshal(d)
 	if err != nil {
 		return nil, fmt.Errorf("encode delta %d: %w", d.Version, err)

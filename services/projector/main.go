@@ -69,7 +69,7 @@ func asOf(ctx context.Context, cfg projector.Config, log *slog.Logger, at time.T
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-projector-asof", log)
+	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-projector-asof", cfg.Tenant, log)
 	if err != nil {
 		return err
 	}

@@ -96,7 +96,7 @@ func TestGatewayActions(t *testing.T) {
 	s := startStack(t, false,
 		"GATEWAY_JWT_SECRET="+actionsJWTSecret,
 		"GATEWAY_TOKENS=acme:viewer:"+actionsViewer+",other:supervisor:"+actionsOther)
-	events := follow(t, s.NATSURL())
+	events := follow(t, s)
 	supervisor, admin := mintJWT(t, "alice", "supervisor"), mintJWT(t, "root-admin", "admin")
 
 	// Whatever reaches acme's command subjects, besides the collector.

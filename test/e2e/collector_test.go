@@ -20,18 +20,19 @@ import (
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
 	"github.com/pbxpulse/pbxpulse/test/pbxsim"
+	"github.com/pbxpulse/pbxpulse/test/stack"
 )
 
-// eventLog follows every event of the stream from the beginning, as a
-// downstream consumer would.
+// eventLog follows every event of the stack's tenant from the beginning of
+// its stream, as a downstream consumer would.
 type eventLog struct {
 	mu  sync.Mutex
 	evs []*pb.Event
 }
 
-func follow(t *testing.T, url string) *eventLog {
+func follow(t *testing.T, s *stack.Stack) *eventLog {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1))
+	nc, err := nats.Connect(s.NATSURL(), nats.MaxReconnects(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func follow(t *testing.T, url string) *eventLog {
 	t.Cleanup(cancel)
 	go func() {
 		for ctx.Err() == nil {
-			cons, err := js.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{})
+			cons, err := js.OrderedConsumer(ctx, bus.EventStream(s.Tenant()), jetstream.OrderedConsumerConfig{})
 			if err != nil {
 				time.Sleep(100 * time.Millisecond)
 				continue
@@ -185,7 +186,7 @@ func TestCollectorManyPBXs(t *testing.T) {
 	if err := s.StartService("collector", "AMI_HOSTS=pbx1="+s.SimAddr+",pbx2="+addr2.String(), "AMI_KEEPALIVE=1s", "AMI_MAX_BACKOFF=1s"); err != nil {
 		t.Fatal(err)
 	}
-	log := follow(t, s.NATSURL())
+	log := follow(t, s)
 	log.until(t, "both PBXs connected", 30*time.Second, func(evs []*pb.Event) bool {
 		return connState(evs, "pbx1") == pb.PbxConnection_STATE_CONNECTED && connState(evs, "pbx2") == pb.PbxConnection_STATE_CONNECTED
 	})
@@ -246,7 +247,7 @@ func TestCollectorLeaderElection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	log := follow(t, s.NATSURL())
+	log := follow(t, s)
 	log.until(t, "pbx1 connected", 30*time.Second, func(evs []*pb.Event) bool {
 		return connState(evs, "pbx1") == pb.PbxConnection_STATE_CONNECTED
 	})
@@ -305,7 +306,7 @@ func TestCollectorOutboxOverflowResyncs(t *testing.T) {
 	if err := s.StartService("collector", "OUTBOX_CAPACITY=100", "HEALTH_ADDR="+hp); err != nil {
 		t.Fatal(err)
 	}
-	log := follow(t, s.NATSURL())
+	log := follow(t, s)
 	log.until(t, "pbx1 connected", 30*time.Second, func(evs []*pb.Event) bool {
 		return connState(evs, "pbx1") == pb.PbxConnection_STATE_CONNECTED
 	})

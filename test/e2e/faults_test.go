@@ -39,7 +39,7 @@ func TestCollectorSilentDeadLink(t *testing.T) {
 	if err := s.StartService("collector", "AMI_KEEPALIVE=1s", "AMI_MAX_BACKOFF=1s"); err != nil {
 		t.Fatal(err)
 	}
-	log := follow(t, s.NATSURL())
+	log := follow(t, s)
 	log.until(t, "connected", 30*time.Second, func(evs []*pb.Event) bool {
 		return connState(evs, "pbx1") == pb.PbxConnection_STATE_CONNECTED
 	})
@@ -59,7 +59,7 @@ func TestCollectorSilentDeadLink(t *testing.T) {
 func TestCollectorLostAndReorderedEventsConverge(t *testing.T) {
 	s := startStack(t, false, "RECONCILE_INTERVAL=1s")
 	ws := dial(t, "ws://"+s.HTTPAddr+"/ws")
-	log := follow(t, s.NATSURL())
+	log := follow(t, s)
 	for _, ext := range []string{"1001", "1002", "1003"} {
 		s.Sim.Register(ext)
 	}
@@ -138,7 +138,7 @@ func TestCollectorCommands(t *testing.T) {
 	if err := s.StartService("collector"); err != nil {
 		t.Fatal(err)
 	}
-	log := follow(t, s.NATSURL())
+	log := follow(t, s)
 	log.until(t, "connected", 30*time.Second, func(evs []*pb.Event) bool {
 		return connState(evs, "pbx1") == pb.PbxConnection_STATE_CONNECTED
 	})
@@ -241,7 +241,7 @@ func TestCollectorARIBesideAMI(t *testing.T) {
 	if err := s.StartService("collector", "ARI_HOSTS=pbx1=http://"+ariAddr.String(), "ARI_USER=ari", "ARI_PASS=ari-secret", "ARI_APPS=monitor-app"); err != nil {
 		t.Fatal(err)
 	}
-	log := follow(t, s.NATSURL())
+	log := follow(t, s)
 	log.until(t, "connected", 30*time.Second, func(evs []*pb.Event) bool {
 		return connState(evs, "pbx1") == pb.PbxConnection_STATE_CONNECTED
 	})

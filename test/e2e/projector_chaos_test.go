@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -102,7 +103,7 @@ func TestProjectorChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.EnsureStreams(ctx, js); err != nil {
+	if err := bus.EnsureEventStream(ctx, js, chaosTenant, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -283,7 +284,7 @@ func projectorPosition(ctx context.Context, dsn string) uint64 {
 
 func chaosStreamLastSeq(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
-	st, err := js.Stream(context.Background(), bus.StreamEvents)
+	st, err := js.Stream(context.Background(), bus.EventStream(chaosTenant))
 	if err != nil {
 		t.Fatal(err)
 	}

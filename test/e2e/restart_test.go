@@ -52,7 +52,7 @@ func position(ctx context.Context, dsn string) uint64 {
 	return uint64(seq)
 }
 
-func streamLastSeq(t *testing.T, url string) uint64 {
+func streamLastSeq(t *testing.T, url, tenant string) uint64 {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -60,7 +60,7 @@ func streamLastSeq(t *testing.T, url string) uint64 {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	st, err := js.Stream(context.Background(), bus.StreamEvents)
+	st, err := js.Stream(context.Background(), bus.EventStream(tenant))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestProjectorKilledMidStream(t *testing.T) {
 	// Wait for the collector to publish everything and the projector to apply it.
 	var last uint64
 	testenv.Eventually(t, 60*time.Second, func() error {
-		l := streamLastSeq(t, s.NATSURL())
+		l := streamLastSeq(t, s.NATSURL(), s.Tenant())
 		if l != last || l == 0 {
 			last = l
 			return fmt.Errorf("stream still growing: %d", l)

@@ -3,6 +3,7 @@ package eventgen
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strings"
@@ -361,7 +362,7 @@ func TestPublish(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js); err != nil {
+	if err := bus.EnsureEventStream(ctx, js, "acme", slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	evs := New(Config{Seed: 5}).Take(5000)
@@ -370,7 +371,7 @@ func TestPublish(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st, err := js.Stream(ctx, bus.StreamEvents)
+	st, err := js.Stream(ctx, bus.EventStream("acme"))
 	if err != nil {
 		t.Fatal(err)
 	}

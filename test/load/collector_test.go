@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -179,7 +180,7 @@ func runCollector(b *testing.B, bin string, extra []string) result {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := bus.EnsureStreams(ctx, js); err != nil {
+	if err := bus.EnsureEventStream(ctx, js, "load", slog.New(slog.DiscardHandler)); err != nil {
 		b.Fatal(err)
 	}
 
@@ -197,7 +198,7 @@ func runCollector(b *testing.B, bin string, extra []string) result {
 	sim.RegisterTrunk()
 
 	// Follow the connection state before the collector can publish it.
-	conns, err := js.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+	conns, err := js.OrderedConsumer(ctx, bus.EventStream("load"), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"pbx.load.pbx1.evt.pbx.connection"},
 	})
 	if err != nil {
@@ -307,7 +308,7 @@ func runCollector(b *testing.B, bin string, extra []string) result {
 		m, err = scrape(health)
 		if err == nil {
 			var stream jetstream.Stream
-			if stream, err = js.Stream(ctx, bus.StreamEvents); err == nil {
+			if stream, err = js.Stream(ctx, bus.EventStream("load")); err == nil {
 				r.stored = stream.CachedInfo().State.Msgs
 				if float64(r.stored) >= m["pbxpulse_collector_events_total"] {
 					break
@@ -354,7 +355,7 @@ func runCollector(b *testing.B, bin string, extra []string) result {
 		"%v AMI messages, %v events published, %v dropped, %d stored in %s",
 		endpoints, extra, r.resync.Seconds(), r.rssConnect, r.rssSteady, r.calls, trafficFor, liveCalls,
 		strings.Join(series, " "), r.rssEnd, st.file, r.rssPeak, st.hwm, r.samples, r.heapInuse, r.goroutines,
-		r.amiMsgs, r.events, r.dropped, r.stored, bus.StreamEvents)
+		r.amiMsgs, r.events, r.dropped, r.stored, bus.EventStream("load"))
 	if r.dropped > 0 {
 		b.Errorf("%v events dropped: the outbox overflowed", r.dropped)
 	}

@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -91,13 +92,13 @@ func projectOnce(b *testing.B, bin string, events []*pb.Event) (float64, float64
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if err := bus.EnsureStreams(ctx, js); err != nil {
+	if err := bus.EnsureEventStream(ctx, js, "bench", slog.New(slog.DiscardHandler)); err != nil {
 		b.Fatal(err)
 	}
 	if err := eventgen.Publish(ctx, js, events); err != nil {
 		b.Fatal(err)
 	}
-	st, err := js.Stream(ctx, bus.StreamEvents)
+	st, err := js.Stream(ctx, bus.EventStream("bench"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -268,7 +269,7 @@ func BenchmarkProjectorLatency(b *testing.B) {
 		}
 		defer nc.Close()
 		js, _ := jetstream.New(nc)
-		if err := bus.EnsureStreams(ctx, js); err != nil {
+		if err := bus.EnsureEventStream(ctx, js, "bench", slog.New(slog.DiscardHandler)); err != nil {
 			b.Fatal(err)
 		}
 		cmd := startProjector(b, bin, ns.ClientURL(), dsn)

@@ -222,6 +222,9 @@ func (s *Stack) RestartPostgres(ctx context.Context) error {
 // NATSURL is the embedded server's client URL.
 func (s *Stack) NATSURL() string { return s.NATS.ClientURL() }
 
+// Tenant is the tenant of the simulated PBX.
+func (s *Stack) Tenant() string { return s.opt.Tenant }
+
 // PanelURL is the gateway's panel address (under its PATH_PREFIX).
 func (s *Stack) PanelURL() string { return s.GatewayURL("") }
 

@@ -85,7 +85,7 @@ func BenchmarkPipeline(b *testing.B) {
 	data, total := capturedEvents(b, msgs)
 	srv := testenv.NATS(b)
 	log := slog.New(slog.DiscardHandler)
-	nc, js, err := bus.Open(context.Background(), srv.ClientURL(), "bench", log)
+	nc, js, err := bus.Open(context.Background(), srv.ClientURL(), "bench", "bench", log)
 	if err != nil {
 		b.Fatal(err)
 	}

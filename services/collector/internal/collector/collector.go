@@ -33,7 +33,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// message becomes an event): GOGC=200 halves the GC's share of the CPU,
 	// and the limit keeps a resync of 10,000 endpoints from inflating RSS.
 	service.TuneGC(log, 200, 26<<20)
-	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-collector", log)
+	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-collector", cfg.Tenant, log)
 	if err != nil {
 		return err
 	}

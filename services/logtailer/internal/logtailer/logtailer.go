@@ -48,7 +48,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, setup func(*runner))
 		return err
 	}
 	tuneGC(log)
-	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-logtailer", log)
+	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-logtailer", cfg.Tenant, log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped before NATS was there

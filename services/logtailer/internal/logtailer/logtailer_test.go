@@ -409,7 +409,7 @@ func TestSecurityEvents(t *testing.T) {
 	var events []stored
 	testenv.Eventually(t, 30*time.Second, func() error {
 		var err error
-		if events, err = tryReadStream(js, bus.StreamEvents); err != nil {
+		if events, err = tryReadStream(js, bus.EventStream(cfg.Tenant)); err != nil {
 			return err
 		}
 		if len(events) != len(sec) {

@@ -74,7 +74,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// Every event is decoded and every changed row encoded: GOGC=200 halves
 	// the GC's share of the CPU; the limit keeps the RSS under 60 MB.
 	service.TuneGC(log, 200, 40<<20)
-	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-projector", log)
+	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-projector", cfg.Tenant, log)
 	if err != nil {
 		return err
 	}
@@ -135,6 +135,7 @@ type state struct {
 // load reads a tenant's views, position and recent event ids.
 func load(ctx context.Context, pool *pgxpool.Pool, tenant string, loc *time.Location, window uint64, log *slog.Logger) (*state, error) {
 	st := &state{Stream: &projection.Stream{Tenant: tenant, Seen: projection.NewSeen(window), Log: log}}
+	stream := bus.EventStream(tenant)
 	err := store.InTenant(ctx, pool, tenant, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		if _, err := store.ReadPosition(ctx, tx, tenant); err != nil {
 			return err
@@ -142,6 +143,19 @@ func load(ctx context.Context, pool *pgxpool.Pool, tenant string, loc *time.Loca
 		snap, pos, err := store.ReadSnapshot(ctx, tx, tenant)
 		if err != nil {
 			return err
+		}
+		if pos.Stream != stream {
+			// Every event of the stream it read before (the single stream
+			// of earlier versions) is applied: go on from the start of the
+			// tenant's own stream, which holds what came after.
+			if pos.Stream != "" {
+				log.Warn("events are now read from the tenant's own stream; continuing from its start",
+					"tenant", tenant, "was", pos.Stream, "at_seq", pos.StreamSeq, "now", stream)
+			}
+			if err := store.MoveToStream(ctx, tx, tenant, pos.Gen, stream); err != nil {
+				return err
+			}
+			pos.Stream, pos.StreamSeq = stream, 0
 		}
 		st.pos, st.Seq, st.Views = pos, pos.StreamSeq, projection.New(tenant, snap, loc)
 		ids, err := store.ReadSeen(ctx, tx, tenant, pos.Gen, pos.StreamSeq-min(pos.StreamSeq, window))
@@ -161,12 +175,14 @@ func (p *projector) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	occ := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.TenantEvents(p.cfg.Tenant)}}
+	// The tenant's own stream, read without a filter: with one, the
+	// server would match every message's subject (a third of its work).
+	var occ jetstream.OrderedConsumerConfig
 	if st.pos.StreamSeq > 0 {
 		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		occ.OptStartSeq = st.pos.StreamSeq + 1
 	}
-	cons, err := p.js.OrderedConsumer(ctx, bus.StreamEvents, occ)
+	cons, err := p.js.OrderedConsumer(ctx, bus.EventStream(p.cfg.Tenant), occ)
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}

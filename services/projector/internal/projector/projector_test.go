@@ -53,8 +53,10 @@ func TestCommitsPositionAndAnnouncesDeltas(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if err := bus.EnsureStreams(ctx, js); err != nil {
-		t.Fatal(err)
+	for _, tenant := range []string{"acme", "other"} {
+		if err := bus.EnsureEventStream(ctx, js, tenant, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pub := bus.NewPublisher(js)
 	deltas, _ := nc.SubscribeSync(bus.DeltaSubject("acme"))

@@ -26,7 +26,7 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, from time.Time) 
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-projector-rebuild", log)
+	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-projector-rebuild", cfg.Tenant, log)
 	if err != nil {
 		return err
 	}
@@ -106,6 +106,9 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, from time.Time) 
 		if cur.Gen != live.Gen {
 			return fmt.Errorf("another rebuild swapped generation %d in meanwhile", cur.Gen)
 		}
+		if cur.Stream != "" && cur.Stream != bus.EventStream(tenant) {
+			return fmt.Errorf("the live projection still counts in stream %s: start the projector once, then rebuild", cur.Stream)
+		}
 		if cur.StreamSeq > st.pos.StreamSeq {
 			o := projection.ReplayOptions{FromSeq: st.pos.StreamSeq + 1, UntilSeq: cur.StreamSeq, Batch: cfg.BatchSize}
 			if err := replay(o); err != nil {
@@ -118,7 +121,7 @@ func Rebuild(ctx context.Context, cfg Config, log *slog.Logger, from time.Time) 
 		if _, err := store.QueueChanges(b, tenant, gen, snapshotRows(st.Views.Snapshot(0))); err != nil {
 			return err
 		}
-		if body, err = store.QueueSwap(b, store.Position{Gen: gen, StreamSeq: st.pos.StreamSeq}, d); err != nil {
+		if body, err = store.QueueSwap(b, store.Position{Gen: gen, Stream: bus.EventStream(tenant), StreamSeq: st.pos.StreamSeq}, d); err != nil {
 			return err
 		}
 		return tx.SendBatch(ctx, b).Close()

@@ -47,8 +47,10 @@ func newRig(t *testing.T, tenant string) *rig {
 	}
 	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
-	if err := bus.EnsureStreams(ctx, js); err != nil {
-		t.Fatal(err)
+	for _, tn := range []string{tenant, "beta"} {
+		if err := bus.EnsureEventStream(ctx, js, tn, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pool, err := store.Connect(ctx, dsn)
 	if err != nil {
@@ -92,7 +94,7 @@ func (r *rig) publish(raw bool, evs ...*pb.Event) {
 // lastSeq is the stream sequence of tenant's last event.
 func (r *rig) lastSeq(tenant string) uint64 {
 	r.t.Helper()
-	st, err := r.js.Stream(r.ctx, bus.StreamEvents)
+	st, err := r.js.Stream(r.ctx, bus.EventStream(tenant))
 	if err != nil {
 		r.t.Fatal(err)
 	}
