@@ -113,7 +113,7 @@ func projectOnce(b *testing.B, bin string, events []*pb.Event) (float64, float64
 	defer stopProcess(cmd)
 	if profile != "" {
 		// The projector's CPU profile of its first seconds (its catch-up).
-		go saveProfile(b, "http://127.0.0.1:6061/debug/pprof/profile?seconds=2", profile)
+		go saveProfile(b, "http://127.0.0.1:6061/debug/pprof/profile?seconds=5", profile)
 	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
