@@ -186,23 +186,33 @@ func (p *projector) runOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(min(2*p.cfg.BatchSize, 2000)))
+	// Messages are decoded as they arrive, on the consumer's goroutine,
+	// ahead of the loop that applies them: the decoding (a third of the
+	// work per event) runs on another core. A callback rather than the
+	// Messages iterator: its Next arms a heartbeat timer per message.
+	msgs := make(chan projection.Decoded, p.cfg.BatchSize)
+	errc := make(chan error, 1)
+	hctx, hcancel := context.WithCancel(ctx) // frees a blocked callback when this returns
+	defer hcancel()
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- projection.Decode(m):
+		case <-hctx.Done():
+		}
+	}, jetstream.PullMaxMessages(min(2*p.cfg.BatchSize, 2000)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		// The ordered consumer recreates itself after these; a closed
+		// one is seen on cc.Closed.
+		p.log.Debug("consumer", "err", err)
+	}))
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
-	defer it.Stop()
-	// Messages are decoded here, ahead of the loop that applies them: the
-	// decoding (a third of the work per event) runs on another core.
-	msgs := make(chan projection.Decoded, p.cfg.BatchSize)
-	errc := make(chan error, 1)
+	defer cc.Stop()
 	go func() {
-		for {
-			m, err := it.Next()
-			if err != nil {
-				errc <- err
-				return
-			}
-			msgs <- projection.Decode(m)
+		select {
+		case <-cc.Closed():
+			errc <- jetstream.ErrMsgIteratorClosed
+		case <-hctx.Done():
 		}
 	}()
 	p.log.Info("projecting", "tenant", p.cfg.Tenant, "generation", st.pos.Gen, "from_seq", st.pos.StreamSeq+1, "version", st.pos.Version)
@@ -229,7 +239,7 @@ func (p *projector) runOnce(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case err := <-errc:
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("consume: %w", err)
@@ -248,6 +258,16 @@ func (p *projector) runOnce(ctx context.Context) error {
 				timer.Reset(p.cfg.BatchDelay)
 			}
 			batch = append(batch, m)
+			// Take what else is waiting without going round the select.
+		more:
+			for len(batch) < p.cfg.BatchSize {
+				select {
+				case m := <-msgs:
+					batch = append(batch, m)
+				default:
+					break more
+				}
+			}
 			if len(batch) < p.cfg.BatchSize {
 				continue
 			}
