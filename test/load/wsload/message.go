@@ -94,52 +94,85 @@ var (
 // and version, and the Delta's committed_at is the last "committed_at" key
 // (no view has one). protojson may put a space after a colon; both are read.
 func ParseFrame(b []byte) (Frame, error) {
-	var f Frame
+	f, tenant, err := parseFrame(b)
+	f.Tenant = string(tenant)
+	return f, err
+}
+
+// parseFrame is ParseFrame leaving the tenant in b, so that a client checks
+// it without allocating.
+func parseFrame(b []byte) (f Frame, tenant []byte, err error) {
 	typ, rest, ok := stringAfter(b, `"type"`)
 	if !ok {
-		return f, errNoType
+		return f, nil, errNoType
 	}
-	f.Type = string(typ)
-	if f.Type != "delta" && f.Type != "snapshot" {
-		return f, nil
+	switch string(typ) { // no allocation for the two that matter
+	case "delta":
+		f.Type = "delta"
+	case "snapshot":
+		f.Type = "snapshot"
+	default:
+		f.Type = string(typ)
+		return f, nil, nil
 	}
 	i := bytes.Index(rest, []byte(`"data"`))
 	if i < 0 {
-		return f, errNoVersion
+		return f, nil, errNoVersion
 	}
 	rest = bytes.TrimLeft(rest[i+len(`"data"`):], ": {")
 	if bytes.HasPrefix(rest, []byte(`"tenant"`)) {
 		if t, r, ok := stringAfter(rest, `"tenant"`); ok {
-			f.Tenant, rest = string(t), r
+			tenant, rest = t, r
 		}
 	}
 	v, _, ok := stringAfter(rest, `"version"`)
 	if !ok {
 		if f.Type == "snapshot" {
-			return f, nil // version 0: protojson omits it
+			return f, tenant, nil // version 0: protojson omits it
 		}
-		return f, errNoVersion
+		return f, tenant, errNoVersion
 	}
 	n, err := strconv.ParseUint(string(v), 10, 64)
 	if err != nil {
-		return f, fmt.Errorf("version %q: %w", v, err)
+		return f, tenant, fmt.Errorf("version %q: %w", v, err)
 	}
 	f.Version = n
 	if f.Type != "delta" {
-		return f, nil
+		return f, tenant, nil
 	}
-	j := bytes.LastIndex(b, []byte(`"committed_at"`))
+	j := lastKey(b, `"committed_at"`)
 	if j < 0 {
-		return f, nil
+		return f, tenant, nil
 	}
 	at, _, ok := stringAfter(b[j:], `"committed_at"`)
 	if !ok {
-		return f, fmt.Errorf("committed_at is not a string")
+		return f, tenant, fmt.Errorf("committed_at is not a string")
 	}
-	if f.CommittedAt, err = time.Parse(time.RFC3339Nano, string(at)); err != nil {
-		return f, fmt.Errorf("committed_at: %w", err)
+	// UnmarshalText reads RFC 3339 from bytes, without the copy to a
+	// string time.Parse needs; what it refuses (it is stricter) goes to
+	// time.Parse, so the result is time.Parse's.
+	if f.CommittedAt.UnmarshalText(at) != nil {
+		if f.CommittedAt, err = time.Parse(time.RFC3339Nano, string(at)); err != nil {
+			return f, tenant, fmt.Errorf("committed_at: %w", err)
+		}
 	}
-	return f, nil
+	return f, tenant, nil
+}
+
+// lastKey is bytes.LastIndex(b, key) for a key that opens with a quote:
+// it tries the quotes from the end, a few for a delta's committed_at (a
+// rolling hash over the bytes costs several times more).
+func lastKey(b []byte, key string) int {
+	for end := len(b); ; {
+		i := bytes.LastIndexByte(b[:end], '"')
+		if i < 0 {
+			return -1
+		}
+		if bytes.HasPrefix(b[i:], []byte(key)) {
+			return i
+		}
+		end = i
+	}
 }
 
 // stringAfter finds key and returns the JSON string value after it (no

@@ -1,7 +1,6 @@
 package wsload
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 )
 
 // SwarmConfig describes a swarm of WebSocket clients.
@@ -23,8 +22,9 @@ type SwarmConfig struct {
 	// Target returns the URL and handshake headers (its token) of a client
 	// of group g.
 	Target func(g int) (url string, h http.Header)
-	// Tenant, when set, names group g's tenant: a snapshot or delta of
-	// another tenant is counted as foreign and not applied.
+	// Tenant, when set, names group g's tenant (asked once per client): a
+	// snapshot or delta of another tenant is counted as foreign and not
+	// applied.
 	Tenant func(g int) string
 	// SourceIPs spreads connections over the source addresses 127.0.0.1 ..
 	// 127.0.0.<SourceIPs>, each with its own ephemeral ports (default 16).
@@ -34,6 +34,11 @@ type SwarmConfig struct {
 }
 
 // Swarm is a set of connected clients that check and time what they receive.
+// Each client is a lean WebSocket reader (wsConn, on gobwas/ws): one
+// goroutine, one 4 KiB bufio.Reader and one reused message buffer per
+// connection, nothing per message but the frame's bytes, so that the load
+// generator takes as little as it can of the cores the server under test
+// shares with it.
 type Swarm struct {
 	cfg     SwarmConfig
 	clients []*client
@@ -55,15 +60,15 @@ type Swarm struct {
 }
 
 type client struct {
-	group int
-	conn  *websocket.Conn
-	base  uint64        // version of the first snapshot
-	last  atomic.Uint64 // version of the last delta or snapshot applied
-	n     atomic.Int64  // deltas applied
-	gaps  atomic.Int64  // versions skipped
-	dups  atomic.Int64  // versions received again or out of order
-	done  atomic.Bool   // read loop ended
-	buf   bytes.Buffer
+	group  int
+	tenant string // cfg.Tenant(group), if set
+	conn   *wsConn
+	base   uint64        // version of the first snapshot
+	last   atomic.Uint64 // version of the last delta or snapshot applied
+	n      atomic.Int64  // deltas applied
+	gaps   atomic.Int64  // versions skipped
+	dups   atomic.Int64  // versions received again or out of order
+	done   atomic.Bool   // read loop ended
 }
 
 // Dial connects cfg.Clients clients and waits for each one's first
@@ -80,22 +85,18 @@ func Dial(ctx context.Context, cfg SwarmConfig) (*Swarm, error) {
 	}
 	s := &Swarm{cfg: cfg, clients: make([]*client, cfg.Clients), Latency: &Histogram{}, closes: map[string]int{}}
 	var next atomic.Int64
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			ip := net.IPv4(127, 0, 0, byte(1+next.Add(1)%int64(cfg.SourceIPs)))
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
-			return d.DialContext(ctx, network, addr)
-		},
-		// Upgraded connections are never returned to the pool.
-		DisableKeepAlives: true,
-	}}
+	netDial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		ip := net.IPv4(127, 0, 0, byte(1+next.Add(1)%int64(cfg.SourceIPs)))
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+		return d.DialContext(ctx, network, addr)
+	}
 	jobs := make(chan int)
 	errs := make(chan error, cfg.DialConcurrency)
 	var wg sync.WaitGroup
 	for range cfg.DialConcurrency {
 		wg.Go(func() {
 			for i := range jobs {
-				c, err := s.dial(ctx, hc, i%cfg.Groups)
+				c, err := s.dial(ctx, netDial, i%cfg.Groups)
 				if err != nil {
 					errs <- fmt.Errorf("client %d: %w", i, err)
 					return
@@ -135,8 +136,10 @@ feed:
 }
 
 // dial connects one client and reads its snapshot, retrying a refused or
-// reset handshake (a full accept queue) a few times.
-func (s *Swarm) dial(ctx context.Context, hc *http.Client, g int) (*client, error) {
+// reset handshake (a full accept queue) or a connection that ends before
+// its snapshot a few times; a refused handshake (an HTTP status) or a
+// first message that breaks the protocol is not retried.
+func (s *Swarm) dial(ctx context.Context, netDial func(context.Context, string, string) (net.Conn, error), g int) (*client, error) {
 	url, h := s.cfg.Target(g)
 	var err error
 	for attempt := range 5 {
@@ -147,78 +150,85 @@ func (s *Swarm) dial(ctx context.Context, hc *http.Client, g int) (*client, erro
 			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
 			}
 		}
-		var conn *websocket.Conn
-		var resp *http.Response
-		conn, resp, err = websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc, HTTPHeader: h})
+		var conn *wsConn
+		conn, err = dialWS(ctx, url, h, netDial)
 		if err != nil {
-			if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-				return nil, fmt.Errorf("handshake: %s", resp.Status) // not worth retrying
+			if errors.As(err, new(errHandshake)) {
+				return nil, err // not worth retrying
 			}
 			continue
 		}
-		conn.SetReadLimit(16 << 20) // snapshots
 		c := &client{group: g, conn: conn}
-		if err = c.next(ctx); err != nil {
-			conn.CloseNow()
+		if s.cfg.Tenant != nil {
+			c.tenant = s.cfg.Tenant(g)
+		}
+		if err = conn.nextCtx(ctx); err != nil {
+			conn.Close()
+			if errors.As(err, new(ws.ProtocolError)) {
+				return nil, fmt.Errorf("first message: %w", err)
+			}
 			continue
 		}
-		f, err := ParseFrame(c.buf.Bytes())
+		f, tenant, err := parseFrame(conn.msg)
 		if err != nil {
-			conn.CloseNow()
+			conn.Close()
 			return nil, fmt.Errorf("first message: %w", err)
 		}
 		if f.Type != "snapshot" {
-			conn.CloseNow()
+			conn.Close()
 			return nil, fmt.Errorf("first message is %q, want a snapshot", f.Type)
 		}
-		if s.isForeign(g, f) {
-			conn.CloseNow()
-			return nil, fmt.Errorf("a client of group %d got the snapshot of tenant %q", g, f.Tenant)
+		if s.isForeign(c, f, tenant) {
+			conn.Close()
+			return nil, fmt.Errorf("a client of group %d got the snapshot of tenant %q", g, tenant)
 		}
 		c.base = f.Version
 		c.last.Store(f.Version)
-		c.buf = bytes.Buffer{} // deltas need far less than a snapshot
+		if cap(conn.msg) > keepBuffer {
+			conn.msg = nil // deltas need far less than a snapshot
+		}
 		return c, nil
 	}
 	return nil, fmt.Errorf("dial %s: %w", url, err)
 }
 
-// next reads one message into the client's buffer, which it reuses: a
-// fresh slice per message would make the clients' garbage collector, not
-// the server, the bottleneck.
-func (c *client) next(ctx context.Context) error {
-	_, r, err := c.conn.Reader(ctx)
-	if err != nil {
-		return err
-	}
-	c.buf.Reset()
-	_, err = c.buf.ReadFrom(r)
-	return err
-}
-
+// read checks every message of c until the connection ends. Messages are
+// read into the connection's buffer, which it reuses: a fresh slice per
+// message would make the clients' garbage collector, not the server, the
+// bottleneck. A frame that breaks the protocol counts as malformed and
+// ends the connection.
 func (s *Swarm) read(c *client) {
 	defer c.done.Store(true)
-	ctx := context.Background()
+	defer func() {
+		c.conn.Close()
+		c.conn.msg = nil // a dead connection keeps no buffer
+	}()
 	for {
-		err := c.next(ctx)
+		err := c.conn.next()
 		now := time.Now()
 		if err != nil {
 			if !s.closing.Load() {
-				if ce := (websocket.CloseError{}); errors.As(err, &ce) {
-					s.ended(fmt.Sprintf("closed %d %s", ce.Code, ce.Reason))
-				} else {
+				var ce *closeError
+				switch {
+				case errors.As(err, &ce):
+					s.ended(fmt.Sprintf("closed %d %s", ce.code, ce.reason))
+				case errors.As(err, new(ws.ProtocolError)):
+					s.malformed.Add(1)
+					s.ended("error: " + err.Error())
+				default:
 					s.ended("error: " + err.Error())
 				}
 			}
 			return
 		}
-		f, err := ParseFrame(c.buf.Bytes())
+		msg := c.conn.msg
+		f, tenant, err := parseFrame(msg)
 		if err != nil {
 			s.malformed.Add(1)
 			continue
 		}
-		s.bytes.Add(int64(c.buf.Len()))
-		if s.isForeign(c.group, f) {
+		s.bytes.Add(int64(len(msg)))
+		if s.isForeign(c, f, tenant) {
 			s.foreign.Add(1)
 			continue
 		}
@@ -247,8 +257,10 @@ func (s *Swarm) read(c *client) {
 	}
 }
 
-func (s *Swarm) isForeign(g int, f Frame) bool {
-	return s.cfg.Tenant != nil && (f.Type == "delta" || f.Type == "snapshot") && f.Tenant != s.cfg.Tenant(g)
+// isForeign reports whether f, of the given tenant, is a snapshot or delta
+// of another tenant than c's.
+func (s *Swarm) isForeign(c *client, f Frame, tenant []byte) bool {
+	return s.cfg.Tenant != nil && (f.Type == "delta" || f.Type == "snapshot") && string(tenant) != c.tenant
 }
 
 func (s *Swarm) ended(why string) {
@@ -337,7 +349,7 @@ func (s *Swarm) Close() {
 	s.closing.Store(true)
 	for _, c := range s.clients {
 		if c != nil {
-			c.conn.CloseNow()
+			c.conn.Close()
 		}
 	}
 	s.wg.Wait()

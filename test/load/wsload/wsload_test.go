@@ -1,8 +1,15 @@
 package wsload
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"fmt"
+	"io"
+	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
@@ -31,6 +39,13 @@ func TestParseFrame(t *testing.T) {
 		{name: "delta from protojson", in: string(delta), want: Frame{Type: "delta", Tenant: "t007", Version: 42, CommittedAt: at}},
 		{name: "spaces after colons", in: `{"type": "delta","data": {"tenant": "a","version": "7","changes": [],"committed_at": "2026-03-02T08:00:01Z"}}`,
 			want: Frame{Type: "delta", Tenant: "a", Version: 7, CommittedAt: at.Truncate(time.Second)}},
+		{name: "the last committed_at is the delta's", in: `{"type":"delta","data":{"tenant":"a","version":"7","changes":[{"x":"\"committed_at\""},{"committed_at":"2020-01-01T00:00:00Z"}],"committed_at":"2026-03-02T08:00:01Z"}}`,
+			want: Frame{Type: "delta", Tenant: "a", Version: 7, CommittedAt: at.Truncate(time.Second)}},
+		{name: "committed_at only time.Parse reads", in: `{"type":"delta","data":{"tenant":"a","version":"7","committed_at":"2026-03-02T8:00:01.5Z"}}`,
+			want: Frame{Type: "delta", Tenant: "a", Version: 7, CommittedAt: at.Truncate(time.Second).Add(500 * time.Millisecond)}},
+		{name: "committed_at with an offset", in: `{"type":"delta","data":{"tenant":"a","version":"7","committed_at":"2026-03-02T09:00:01+01:00"}}`,
+			want: Frame{Type: "delta", Tenant: "a", Version: 7, CommittedAt: at.Truncate(time.Second)}},
+		{name: "delta without committed_at", in: `{"type":"delta","data":{"tenant":"a","version":"7"}}`, want: Frame{Type: "delta", Tenant: "a", Version: 7}},
 		{name: "snapshot", in: `{"type":"snapshot","data":{"tenant":"a","version":"9","calls":[{"linkedid":"1"}]}}`, want: Frame{Type: "snapshot", Tenant: "a", Version: 9}},
 		{name: "empty snapshot has version 0", in: `{"type":"snapshot","data":{"tenant":"a"}}`, want: Frame{Type: "snapshot", Tenant: "a"}},
 		{name: "other type", in: `{"type":"pong"}`, want: Frame{Type: "pong"}},
@@ -38,6 +53,7 @@ func TestParseFrame(t *testing.T) {
 		{name: "delta without version", in: `{"type":"delta","data":{"tenant":"a"}}`, wantErr: true},
 		{name: "bad version", in: `{"type":"delta","data":{"version":"x"}}`, wantErr: true},
 		{name: "bad time", in: `{"type":"delta","data":{"version":"1","committed_at":"yesterday"}}`, wantErr: true},
+		{name: "committed_at out of range", in: `{"type":"delta","data":{"version":"1","committed_at":"2026-02-30T08:00:01Z"}}`, wantErr: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -155,7 +171,7 @@ func TestSwarmCountsGapsDupsAndDrops(t *testing.T) {
 	}
 	defer s.Close()
 	for _, c := range s.clients {
-		if err := c.conn.Write(ctx, websocket.MessageText, []byte(`{"type":"ping"}`)); err != nil {
+		if err := c.conn.write(ws.OpText, []byte(`{"type":"ping"}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -185,5 +201,500 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("gave up waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// rawServer is a WebSocket server that writes the frames it is told to,
+// protocol breaches included, to test the swarm's client. It answers the
+// handshake by hand, with the first message in the same write, so that
+// the client finds it in the handshake's read buffer.
+type rawServer struct {
+	*httptest.Server
+	t        *testing.T
+	cfg      rawConfig
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	requests []http.Header // handshake requests received
+}
+
+type rawConfig struct {
+	status   int    // answer this status instead of switching protocols
+	protocol string // subprotocol to select
+	first    []byte // frames of the first message
+	// serve writes and reads frames after the first message; the server
+	// then waits for the client to close the connection.
+	serve func(p *rawPeer)
+}
+
+// rawPeer is the server end of a connection of a rawServer.
+type rawPeer struct {
+	t    *testing.T
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+func newRawServer(t *testing.T, cfg rawConfig) *rawServer {
+	t.Helper()
+	rs := &rawServer{t: t, cfg: cfg}
+	rs.Server = httptest.NewServer(http.HandlerFunc(rs.handle))
+	t.Cleanup(func() {
+		rs.Close()
+		rs.wg.Wait()
+	})
+	return rs
+}
+
+func (rs *rawServer) url() string { return "ws" + strings.TrimPrefix(rs.URL, "http") + "/ws" }
+
+// attempts is how many handshakes the server received.
+func (rs *rawServer) attempts() int {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return len(rs.requests)
+}
+
+func (rs *rawServer) handle(w http.ResponseWriter, r *http.Request) {
+	rs.wg.Add(1)
+	defer rs.wg.Done()
+	rs.mu.Lock()
+	rs.requests = append(rs.requests, r.Header.Clone())
+	rs.mu.Unlock()
+	if rs.cfg.status != 0 {
+		http.Error(w, http.StatusText(rs.cfg.status), rs.cfg.status)
+		return
+	}
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || key == "" {
+		rs.t.Errorf("not a WebSocket handshake: %v", r.Header)
+		http.Error(w, "want a WebSocket handshake", http.StatusBadRequest)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		rs.t.Error(err)
+		return
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // a broken test must not hang
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	answer := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+		base64.StdEncoding.EncodeToString(sum[:]) + "\r\n"
+	if rs.cfg.protocol != "" {
+		answer += "Sec-WebSocket-Protocol: " + rs.cfg.protocol + "\r\n"
+	}
+	if _, err := conn.Write(append([]byte(answer+"\r\n"), rs.cfg.first...)); err != nil {
+		rs.t.Error(err)
+		return
+	}
+	p := &rawPeer{t: rs.t, conn: conn, br: brw.Reader}
+	if rs.cfg.serve != nil {
+		rs.cfg.serve(p)
+	}
+	_, _ = io.Copy(io.Discard, p.br) // until the client closes
+}
+
+// send writes frames.
+func (p *rawPeer) send(frames ...[]byte) {
+	if _, err := p.conn.Write(bytes.Join(frames, nil)); err != nil {
+		p.t.Errorf("server write: %v", err)
+	}
+}
+
+// read reads a frame of the client, which must be final and masked, and
+// returns its opcode and unmasked payload.
+func (p *rawPeer) read() (ws.OpCode, []byte) {
+	h, err := ws.ReadHeader(p.br)
+	if err != nil {
+		p.t.Errorf("reading the client's frame: %v", err)
+		return 0, nil
+	}
+	if !h.Fin || !h.Masked {
+		p.t.Errorf("client frame %+v: want final and masked", h)
+	}
+	b := make([]byte, h.Length)
+	if _, err := io.ReadFull(p.br, b); err != nil {
+		p.t.Errorf("reading the client's frame: %v", err)
+	}
+	ws.Cipher(b, h.Mask, 0)
+	return h.OpCode, b
+}
+
+// expectClose reads the client's close frame and checks its status (1005:
+// none).
+func (p *rawPeer) expectClose(want ws.StatusCode) {
+	op, b := p.read()
+	code := ws.StatusNoStatusRcvd
+	if len(b) > 0 {
+		code, _ = ws.ParseCloseFrameData(b)
+	}
+	if op != ws.OpClose || code != want {
+		p.t.Errorf("client sent %v %q, want a close with status %d", op, b, want)
+	}
+}
+
+// frame encodes a server frame as told; a masked one is masked.
+type frame struct {
+	op     ws.OpCode
+	more   bool // not final
+	rsv    byte
+	masked bool
+	p      []byte
+	length int64 // declared instead of len(p), with no payload, if set
+}
+
+func (f frame) bytes() []byte {
+	h := ws.Header{Fin: !f.more, Rsv: f.rsv, OpCode: f.op, Masked: f.masked, Length: int64(len(f.p))}
+	p := bytes.Clone(f.p)
+	if f.length != 0 {
+		h.Length, p = f.length, nil
+	}
+	if f.masked {
+		h.Mask = [4]byte{0x12, 0x34, 0x56, 0x78}
+		ws.Cipher(p, h.Mask, 0)
+	}
+	var b bytes.Buffer
+	if err := ws.WriteHeader(&b, h); err != nil {
+		panic(err)
+	}
+	b.Write(p)
+	return b.Bytes()
+}
+
+// text is msg as one text frame.
+func text(msg string) []byte { return frame{op: ws.OpText, p: []byte(msg)}.bytes() }
+
+// fragments is msg as n frames: a text frame and continuations.
+func fragments(msg string, n int) []byte {
+	var out []byte
+	size := (len(msg) + n - 1) / n
+	for i := 0; i < n; i++ {
+		f := frame{op: ws.OpContinuation, more: i < n-1, p: []byte(msg[min(i*size, len(msg)):min((i+1)*size, len(msg))])}
+		if i == 0 {
+			f.op = ws.OpText
+		}
+		out = append(out, f.bytes()...)
+	}
+	return out
+}
+
+// statusTryAgainLater is 1013, which the gateway sends a client too slow.
+const statusTryAgainLater ws.StatusCode = 1013
+
+func closeFrame(code ws.StatusCode, reason string) []byte {
+	return frame{op: ws.OpClose, p: ws.NewCloseFrameBody(code, reason)}.bytes()
+}
+
+func snapshotMsg(tenant string, v uint64) string {
+	return fmt.Sprintf(`{"type":"snapshot","data":{"tenant":%q,"version":"%d"}}`, tenant, v)
+}
+
+// bigSnapshot is a snapshot of size bytes or a little more.
+func bigSnapshot(v uint64, size int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"type":"snapshot","data":{"tenant":"t000","version":"%d","calls":[`, v)
+	for i := 0; b.Len() < size; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"pbx_id":"pbx1","linkedid":"1772438400.%d","state":"up","caller_name":"Müller & Söhne <Sales>"}`, i)
+	}
+	b.WriteString("]}}")
+	return b.String()
+}
+
+func deltaMsg(v uint64) string {
+	return fmt.Sprintf(`{"type":"delta","data":{"tenant":"t000","version":"%d","changes":[],"committed_at":"%s"}}`,
+		v, time.Now().UTC().Format(time.RFC3339Nano))
+}
+
+// TestSwarmClientFrames runs the swarm's client against a server that
+// sends each case's frames after a snapshot of version 10, and checks what
+// the swarm reports and what the client answers.
+func TestSwarmClientFrames(t *testing.T) {
+	big := bigSnapshot(10, 300<<10) // far more than the 4 KiB read buffer
+	resync := bigSnapshot(11, 500<<10)
+	d11, d12 := deltaMsg(11), deltaMsg(12)
+	cases := []struct {
+		name  string
+		first []byte // the first message's frames (default: one small snapshot)
+		serve func(p *rawPeer)
+		final uint64
+		want  Result // the counts compared, and Closes
+		bytes int64  // bytes of messages after the first, if not 0
+	}{
+		{name: "one delta per frame", serve: func(p *rawPeer) { p.send(text(d11), text(d12)) }, final: 12,
+			want: Result{Delivered: 2, Expected: 2}, bytes: int64(len(d11) + len(d12))},
+		{name: "fragmented messages with a ping between fragments", first: fragments(snapshotMsg("t000", 10), 3),
+			serve: func(p *rawPeer) {
+				third := len(d11) / 3
+				p.send(frame{op: ws.OpText, more: true, p: []byte(d11[:third])}.bytes(),
+					frame{op: ws.OpPing, p: []byte("mid-message")}.bytes(),
+					frame{op: ws.OpContinuation, more: true, p: []byte(d11[third : 2*third])}.bytes(),
+					frame{op: ws.OpContinuation, p: []byte(d11[2*third:])}.bytes())
+				if op, b := p.read(); op != ws.OpPong || string(b) != "mid-message" {
+					p.t.Errorf("client answered %v %q, want a pong with the ping's payload", op, b)
+				}
+				p.send(fragments(d12, 2))
+			}, final: 12, want: Result{Delivered: 2, Expected: 2}, bytes: int64(len(d11) + len(d12))},
+		{name: "ping answered with a pong", serve: func(p *rawPeer) {
+			p.send(frame{op: ws.OpPing, p: []byte("are you there")}.bytes())
+			if op, b := p.read(); op != ws.OpPong || string(b) != "are you there" {
+				p.t.Errorf("client answered %v %q, want a pong with the ping's payload", op, b)
+			}
+			p.send(frame{op: ws.OpPing}.bytes())
+			if op, b := p.read(); op != ws.OpPong || len(b) != 0 {
+				p.t.Errorf("client answered %v %q, want an empty pong", op, b)
+			}
+			p.send(frame{op: ws.OpPong, p: []byte("unasked")}.bytes(), text(d11))
+		}, final: 11, want: Result{Delivered: 1, Expected: 1}},
+		{name: "close with code and reason", serve: func(p *rawPeer) {
+			p.send(text(d11), closeFrame(statusTryAgainLater, "too slow"))
+			p.expectClose(statusTryAgainLater)
+		}, final: 12, want: Result{Delivered: 1, Expected: 2, Missing: 1, Dropped: 1, Closes: map[string]int{"closed 1013 too slow": 1}}},
+		{name: "close without a status", serve: func(p *rawPeer) {
+			p.send(frame{op: ws.OpClose}.bytes())
+			p.expectClose(ws.StatusNoStatusRcvd)
+		}, final: 10, want: Result{Dropped: 1, Closes: map[string]int{"closed 1005 ": 1}}},
+		{name: "close with a status not for the wire", serve: func(p *rawPeer) {
+			p.send(closeFrame(ws.StatusAbnormalClosure, "not on the wire"))
+			p.expectClose(ws.StatusProtocolError)
+		}, final: 10, want: Result{Dropped: 1, Malformed: 1, Closes: map[string]int{"error: close status 1006 is not valid on the wire": 1}}},
+		{name: "close payload of one byte", serve: func(p *rawPeer) {
+			p.send(frame{op: ws.OpClose, p: []byte{3}}.bytes())
+			p.expectClose(ws.StatusProtocolError)
+		}, final: 10, want: Result{Dropped: 1, Malformed: 1, Closes: map[string]int{"error: close frame payload of 1 byte": 1}}},
+		{name: "masked server frame", serve: func(p *rawPeer) {
+			p.send(frame{op: ws.OpText, masked: true, p: []byte(d11)}.bytes(), text(d12))
+			p.expectClose(ws.StatusProtocolError)
+		}, final: 12, want: Result{Expected: 2, Missing: 2, Dropped: 1, Malformed: 1,
+			Closes: map[string]int{"error: frames from server to client must be not masked": 1}}},
+		{name: "reserved bit set", serve: func(p *rawPeer) {
+			p.send(frame{op: ws.OpText, rsv: ws.Rsv(true, false, false), p: []byte(d11)}.bytes())
+			p.expectClose(ws.StatusProtocolError)
+		}, final: 11, want: Result{Expected: 1, Missing: 1, Dropped: 1, Malformed: 1,
+			Closes: map[string]int{"error: non-zero rsv bits with no extension negotiated": 1}}},
+		{name: "reserved opcode", serve: func(p *rawPeer) {
+			p.send(frame{op: ws.OpCode(0x3), p: []byte(d11)}.bytes())
+			p.expectClose(ws.StatusProtocolError)
+		}, final: 10, want: Result{Dropped: 1, Malformed: 1, Closes: map[string]int{"error: use of reserved op code": 1}}},
+		{name: "continuation without a first frame", serve: func(p *rawPeer) {
+			p.send(frame{op: ws.OpContinuation, p: []byte(d11)}.bytes())
+			p.expectClose(ws.StatusProtocolError)
+		}, final: 10, want: Result{Dropped: 1, Malformed: 1, Closes: map[string]int{"error: unexpected continuation data frame": 1}}},
+		{name: "new message inside a fragmented one", serve: func(p *rawPeer) {
+			p.send(frame{op: ws.OpText, more: true, p: []byte(`{"type":`)}.bytes(), text(d11))
+			p.expectClose(ws.StatusProtocolError)
+		}, final: 10, want: Result{Dropped: 1, Malformed: 1, Closes: map[string]int{"error: unexpected non-continuation data frame": 1}}},
+		{name: "fragmented ping", serve: func(p *rawPeer) {
+			p.send(frame{op: ws.OpPing, more: true, p: []byte("x")}.bytes())
+			p.expectClose(ws.StatusProtocolError)
+		}, final: 10, want: Result{Dropped: 1, Malformed: 1, Closes: map[string]int{"error: control frame is not final": 1}}},
+		{name: "message over the read limit", serve: func(p *rawPeer) {
+			p.send(frame{op: ws.OpText, more: true, p: bytes.Repeat([]byte(" "), 1<<20)}.bytes(),
+				frame{op: ws.OpContinuation, length: 15<<20 + 1}.bytes())
+			p.expectClose(ws.StatusMessageTooBig)
+		}, final: 10, want: Result{Dropped: 1, Closes: map[string]int{"error: message of more than 16777216 bytes (read limit)": 1}}},
+		{name: "server gone without a close", serve: func(p *rawPeer) {
+			p.send(text(d11), text(d12)[:10])
+			p.conn.Close()
+		}, final: 12, want: Result{Delivered: 1, Expected: 2, Missing: 1, Dropped: 1,
+			Closes: map[string]int{"error: read frame payload: unexpected EOF": 1}}},
+		{name: "snapshots bigger than the buffer", first: fragments(big, 3), serve: func(p *rawPeer) {
+			p.send(text(resync), text(d12))
+		}, final: 12, want: Result{Delivered: 1, Expected: 2, Missing: 1, Resyncs: 1}, bytes: int64(len(resync) + len(d12))},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			first := c.first
+			if first == nil {
+				first = text(snapshotMsg("t000", 10))
+			}
+			served := make(chan struct{})
+			srv := newRawServer(t, rawConfig{first: first, serve: func(p *rawPeer) {
+				defer close(served)
+				if c.serve != nil {
+					c.serve(p)
+				}
+			}})
+			ctx := context.Background()
+			s, err := Dial(ctx, SwarmConfig{Clients: 1, Groups: 1, Tenant: GroupName, Target: func(int) (string, http.Header) { return srv.url(), nil }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			<-served
+			final := func(int) uint64 { return c.final }
+			if c.want.Dropped > 0 {
+				waitFor(t, "the connection to end", func() bool { return s.dropped.Load() == c.want.Dropped })
+			}
+			s.WaitCaughtUp(ctx, final, 5*time.Second)
+			r := s.Result(final)
+			if r.Delivered != c.want.Delivered || r.Expected != c.want.Expected || r.Missing != c.want.Missing || r.Gaps != 0 || r.Dups != 0 ||
+				r.Dropped != c.want.Dropped || r.Malformed != c.want.Malformed || r.Foreign != 0 || r.Resyncs != c.want.Resyncs {
+				t.Errorf("result %+v, want %+v", r, c.want)
+			}
+			if !maps.Equal(r.Closes, c.want.Closes) && len(r.Closes)+len(c.want.Closes) > 0 {
+				t.Errorf("closes %v, want %v", r.Closes, c.want.Closes)
+			}
+			if c.bytes != 0 && r.Bytes != c.bytes {
+				t.Errorf("%d bytes of messages read, want %d", r.Bytes, c.bytes)
+			}
+			if n := s.Latency.Count(); n != r.Delivered {
+				t.Errorf("%d latencies for %d deltas", n, r.Delivered)
+			}
+		})
+	}
+}
+
+// TestSwarmDial checks the handshake's headers and what fails a Dial,
+// retried or not.
+func TestSwarmDial(t *testing.T) {
+	cases := []struct {
+		name     string
+		cfg      rawConfig
+		header   http.Header
+		check    func(t *testing.T, h http.Header) // of the handshake request
+		wantErr  string                            // in the error; "" for none
+		attempts int
+	}{
+		{name: "bearer token in Authorization", header: http.Header{"Authorization": {"Bearer tok"}},
+			check: func(t *testing.T, h http.Header) {
+				if h.Get("Authorization") != "Bearer tok" || h.Get("Sec-WebSocket-Protocol") != "" {
+					t.Errorf("handshake headers %v", h)
+				}
+			}, attempts: 1},
+		{name: "bearer token as a subprotocol", cfg: rawConfig{protocol: "pbxpulse.v1"},
+			header: http.Header{"Sec-WebSocket-Protocol": {"pbxpulse.v1, bearer.tok"}},
+			check: func(t *testing.T, h http.Header) {
+				if got := h.Values("Sec-WebSocket-Protocol"); len(got) != 1 || got[0] != "pbxpulse.v1, bearer.tok" {
+					t.Errorf("Sec-WebSocket-Protocol %q, want the token offered", got)
+				}
+			}, attempts: 1},
+		{name: "refused handshake is not retried", cfg: rawConfig{status: http.StatusUnauthorized},
+			wantErr: "handshake: 401 Unauthorized", attempts: 1},
+		{name: "first message not a snapshot", cfg: rawConfig{first: text(deltaMsg(1))},
+			wantErr: `first message is "delta", want a snapshot`, attempts: 1},
+		{name: "snapshot of another tenant", cfg: rawConfig{first: text(snapshotMsg("t001", 3))},
+			wantErr: `a client of group 0 got the snapshot of tenant "t001"`, attempts: 1},
+		{name: "masked snapshot is not retried", cfg: rawConfig{first: frame{op: ws.OpText, masked: true, p: []byte(snapshotMsg("t000", 1))}.bytes()},
+			wantErr: "first message: frames from server to client must be not masked", attempts: 1},
+		{name: "closed before the snapshot is retried", cfg: rawConfig{first: closeFrame(statusTryAgainLater, "views unavailable")},
+			wantErr: "closed 1013 views unavailable", attempts: 5},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg
+			if cfg.first == nil && cfg.status == 0 {
+				cfg.first = text(snapshotMsg("t000", 10))
+			}
+			srv := newRawServer(t, cfg)
+			s, err := Dial(context.Background(), SwarmConfig{Clients: 1, Groups: 1, Tenant: GroupName,
+				Target: func(int) (string, http.Header) { return srv.url(), c.header }})
+			if err == nil {
+				s.Close()
+			}
+			switch {
+			case c.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+				t.Fatalf("err = %v, want %q", err, c.wantErr)
+			}
+			if n := srv.attempts(); n != c.attempts {
+				t.Errorf("%d handshakes, want %d", n, c.attempts)
+			}
+			if c.check != nil {
+				srv.mu.Lock()
+				c.check(t, srv.requests[0])
+				srv.mu.Unlock()
+			}
+		})
+	}
+}
+
+// TestClientBuffers reads messages bigger than the client's read buffer,
+// split over frames or not, and checks that a big message's buffer is
+// dropped for the next one.
+func TestClientBuffers(t *testing.T) {
+	big := bigSnapshot(10, 300<<10)
+	msgs := []struct {
+		frames []byte
+		want   string
+	}{
+		{text(snapshotMsg("t000", 9)), snapshotMsg("t000", 9)},
+		{fragments(big, 4), big},
+		{text(deltaMsg(11)), ""},
+		{text(big), big},
+		{fragments(deltaMsg(12), 2), ""},
+	}
+	var all [][]byte
+	for _, m := range msgs {
+		all = append(all, m.frames)
+	}
+	srv := newRawServer(t, rawConfig{first: bytes.Join(all, nil)})
+	c, err := dialWS(context.Background(), srv.url(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.br.Size() != readBufferSize {
+		t.Errorf("read buffer of %d bytes, want %d", c.br.Size(), readBufferSize)
+	}
+	for i, m := range msgs {
+		if err := c.next(); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if m.want != "" && string(c.msg) != m.want {
+			t.Fatalf("message %d: got %d bytes, want %d", i, len(c.msg), len(m.want))
+		}
+		if f, err := ParseFrame(c.msg); err != nil || f.Tenant != "t000" {
+			t.Fatalf("message %d: %+v, %v", i, f, err)
+		}
+		if len(c.msg) < keepBuffer && cap(c.msg) > keepBuffer {
+			t.Errorf("message %d of %d bytes read into a buffer of %d", i, len(c.msg), cap(c.msg))
+		}
+	}
+}
+
+// BenchmarkParseFrame is what a client spends on a delta once it has
+// read it: the parse and the tenant check.
+func BenchmarkParseFrame(b *testing.B) {
+	delta, err := DeltaFrame(&pb.Delta{Tenant: "t042", Version: 123456, Changes: []*pb.Change{CallChange("t042", 123456)}, CommittedAt: timestamppb.Now()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &Swarm{cfg: SwarmConfig{Tenant: GroupName}}
+	c := &client{group: 42, tenant: GroupName(42)}
+	b.ReportAllocs()
+	for b.Loop() {
+		f, tenant, err := parseFrame(delta)
+		if err != nil || s.isForeign(c, f, tenant) {
+			b.Fatal(f, err)
+		}
+	}
+}
+
+// The client's read loop allocates nothing per data message: the swarm
+// measures the server, not its own garbage collector.
+func TestClientReadsWithoutAllocating(t *testing.T) {
+	delta, err := DeltaFrame(&pb.Delta{Tenant: "t000", Version: 7, Changes: []*pb.Change{CallChange("t000", 7)}, CommittedAt: timestamppb.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := append(text(string(delta)), fragments(string(delta), 3)...)
+	frames := bytes.Repeat(one, 200)
+	c := &wsConn{br: bufio.NewReaderSize(bytes.NewReader(frames), readBufferSize)}
+	s := &Swarm{cfg: SwarmConfig{Tenant: GroupName}}
+	cl := &client{tenant: "t000"}
+	allocs := testing.AllocsPerRun(300, func() {
+		if err := c.next(); err != nil {
+			t.Fatal(err)
+		}
+		f, tenant, err := parseFrame(c.msg)
+		if err != nil || s.isForeign(cl, f, tenant) || f.Version != 7 {
+			t.Fatal(f, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per message", allocs)
 	}
 }
