@@ -407,6 +407,7 @@ func runGatewayFanout(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 		b.Fatal(err)
 	}
 	cmd.Env = append(cmd.Env, "PPROF_ADDR="+pprofAddr)
+	cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("GATEWAY_LOAD_ENV"))...)
 	stderr := &tail{max: 16 << 10}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -433,7 +434,12 @@ func runGatewayFanout(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 			return pgs + n
 		},
 	}
+	pg0, _ := postgresCPU(ctx, pg)
 	r := measure(b, l, srv)
+	logStatements(b, ctx, pg)
+	if pg1, err := postgresCPU(ctx, pg); err == nil && r.traffic > 0 {
+		r.extra = append(r.extra, fmt.Sprintf("of postgres+upstream, Postgres %.2f cores (over the whole run, connecting included)", (pg1-pg0)/r.traffic))
+	}
 	r.extra = append(r.extra, fmt.Sprintf("projector stand-in: %d commits in %d transactions (%.1f per transaction), each transaction p50 %.1f ms, p99 %.1f ms, max %.1f ms",
 		upRes.Commits, upRes.Txs, float64(upRes.Commits)/float64(max(upRes.Txs, 1)), ms(upRes.TxP50), ms(upRes.TxP99), ms(upRes.TxMax)))
 	if m, err := scrape(addr); err == nil {
