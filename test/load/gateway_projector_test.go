@@ -152,17 +152,27 @@ func (p *fakeProjector) commit(ctx context.Context, due []int, now time.Time) er
 		tenants[i], gens[i], seqs[i], versions[i] = t, p.gens[g], int64(v), int64(v)
 		pbxs[i], linkedids[i], states[i], started[i], callBodies[i] = call.PbxId, call.Linkedid, call.State, call.StartedAt.AsTime(), cb
 		bodies[i], committed[i] = body, now
+		p.versions[g] = v
 	}
 	b := &pgx.Batch{}
-	b.Queue(`UPDATE projector_position p SET stream_seq = u.seq, version = u.v
-		FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[]) AS u(t, g, seq, v) WHERE p.tenant = u.t AND p.gen = u.g`,
-		tenants, gens, seqs, versions)
-	b.Queue(`INSERT INTO calls (tenant, gen, pbx_id, linkedid, state, started_at, body)
-		SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])
-		ON CONFLICT (tenant, gen, pbx_id, linkedid) DO UPDATE SET state=excluded.state, started_at=excluded.started_at, body=excluded.body`,
-		tenants, gens, pbxs, linkedids, states, started, callBodies)
-	b.Queue(`INSERT INTO deltas (tenant, version, body, committed_at) SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[], $4::timestamptz[])`,
-		tenants, versions, bodies, committed)
+	// A tenant is due more than once when Pace fell behind: one statement
+	// may not change a row twice, so each round takes a tenant once.
+	for lo := 0; lo < n; {
+		hi, seen := lo, map[string]bool{}
+		for ; hi < n && !seen[tenants[hi]]; hi++ {
+			seen[tenants[hi]] = true
+		}
+		b.Queue(`UPDATE projector_position p SET stream_seq = u.seq, version = u.v
+			FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[]) AS u(t, g, seq, v) WHERE p.tenant = u.t AND p.gen = u.g`,
+			tenants[lo:hi], gens[lo:hi], seqs[lo:hi], versions[lo:hi])
+		b.Queue(`INSERT INTO calls (tenant, gen, pbx_id, linkedid, state, started_at, body)
+			SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])
+			ON CONFLICT (tenant, gen, pbx_id, linkedid) DO UPDATE SET state=excluded.state, started_at=excluded.started_at, body=excluded.body`,
+			tenants[lo:hi], gens[lo:hi], pbxs[lo:hi], linkedids[lo:hi], states[lo:hi], started[lo:hi], callBodies[lo:hi])
+		b.Queue(`INSERT INTO deltas (tenant, version, body, committed_at) SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[], $4::timestamptz[])`,
+			tenants[lo:hi], versions[lo:hi], bodies[lo:hi], committed[lo:hi])
+		lo = hi
+	}
 	start := time.Now()
 	if err := p.send(ctx, b); err != nil {
 		return fmt.Errorf("commit %d deltas: %w", n, err)
@@ -170,7 +180,6 @@ func (p *fakeProjector) commit(ctx context.Context, due []int, now time.Time) er
 	p.txTimes.Add(time.Since(start))
 	p.commits += n
 	for i, g := range due {
-		p.versions[g] = uint64(versions[i])
 		if err := p.nc.Publish(bus.DeltaSubject(p.tenants[g]), bodies[i]); err != nil {
 			return fmt.Errorf("announce: %w", err)
 		}
@@ -314,7 +323,8 @@ func (u *upstream) publish() (upstreamResult, error) {
 	line, err := u.out.ReadString('\n')
 	body, ok := strings.CutPrefix(strings.TrimSpace(line), "done ")
 	if err != nil || !ok {
-		return res, fmt.Errorf("upstream helper: %q %v\n%s", line, err, u.stderr)
+		more, _ := io.ReadAll(io.LimitReader(u.out, 4<<10)) // why it failed follows its --- FAIL line
+		return res, fmt.Errorf("upstream helper: %q %v\n%s\n%s", line, err, more, u.stderr)
 	}
 	return res, json.Unmarshal([]byte(body), &res)
 }
