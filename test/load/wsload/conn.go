@@ -19,9 +19,9 @@ import (
 
 // Sizes and limits of a client connection.
 const (
-	// readBufferSize is each connection's one bufio.Reader: a read syscall
-	// picks up every frame already queued (deltas are about 1 KB) while
-	// 10,000 of them stay at 40 MB.
+	// readBufferSize is the bufio.Reader of a connection's handshake and
+	// first message (a poller reads it after that, into a buffer its
+	// connections share).
 	readBufferSize = 4 << 10
 	// readLimit bounds a message, all its frames together (snapshots).
 	readLimit = 16 << 20
@@ -37,19 +37,38 @@ const (
 )
 
 // wsConn is the client end of a WebSocket (RFC 6455, no extensions), as
-// lean as a load generator's should be: the reader owns the connection and
-// reads frames straight from one bufio.Reader into a buffer it reuses, with
-// no goroutine, timer or context per message (coder/websocket's
-// Conn.Reader wakes a timeout goroutine per message and reads through
-// small buffers, which cost the measuring process more than a core at
-// 200,000 messages a second). Only next reads; write may be called from
-// any goroutine.
+// lean as a load generator's should be. Until its first message (the
+// snapshot) it is read with next, through the bufio.Reader the handshake
+// left; the swarm then hands it to a poller (poll_linux.go), which owns
+// its socket, reads it into a buffer the poller's connections share and
+// feeds the bytes to parse: no goroutine, timer, context or read buffer
+// per connection, and one read syscall per readiness. Only the reader
+// (next, or the poller) parses; write may be called from any goroutine.
 type wsConn struct {
-	conn net.Conn
+	conn net.Conn // until handed to a poller, which may close it
 	br   *bufio.Reader
 	hdr  [ws.MaxHeaderSize]byte // scratch for ws.ReadHeaderBuffer
-	msg  []byte                 // the last message read
-	wmu  sync.Mutex
+	msg  []byte                 // the last message read, or the one being read
+	wmu  sync.Mutex             // guards w
+	w    socket                 // conn, or what the poller made of it
+
+	// What parse keeps between reads.
+	state ws.State // ws.StateFragmented inside a fragmented message
+	need  int64    // payload bytes of the current data frame still to come
+	fin   bool     // the current data frame ends its message
+	// pend holds the start of a header, or of a control frame (header and
+	// at most 125 bytes of payload), a read split; pr reads it.
+	pend  [ws.MaxHeaderSize + 125]byte
+	npend int
+	pr    bytes.Reader
+}
+
+// socket is what wsConn writes to and closes: the net.Conn, or the
+// poller's own descriptor of its socket.
+type socket interface {
+	Write(p []byte) (int, error)
+	SetWriteDeadline(t time.Time) error
+	Close() error
 }
 
 // closeError is a close frame the server sent.
@@ -111,7 +130,7 @@ func dialWS(ctx context.Context, url string, h http.Header, netDial func(context
 	if br == nil {
 		br = bufio.NewReaderSize(conn, readBufferSize)
 	}
-	return &wsConn{conn: conn, br: br}, nil
+	return &wsConn{conn: conn, br: br, w: conn}, nil
 }
 
 // nextCtx is next, given up when ctx ends (for the first message: the
@@ -147,7 +166,11 @@ func (c *wsConn) next() error {
 			return c.fail(ws.StatusProtocolError, err)
 		}
 		if h.OpCode.IsControl() {
-			if err := c.control(h); err != nil {
+			p := make([]byte, h.Length)
+			if _, err := io.ReadFull(c.br, p); err != nil {
+				return fmt.Errorf("read control frame payload: %w", err)
+			}
+			if err := c.control(h.OpCode, p); err != nil {
 				return err
 			}
 			continue
@@ -167,14 +190,10 @@ func (c *wsConn) next() error {
 	}
 }
 
-// control handles a ping, pong or close frame (CheckHeader has bounded its
-// payload to 125 bytes).
-func (c *wsConn) control(h ws.Header) error {
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(c.br, p); err != nil {
-		return fmt.Errorf("read control frame payload: %w", err)
-	}
-	switch h.OpCode {
+// control handles a ping, pong or close frame whose payload is p
+// (CheckHeader has bounded it to 125 bytes).
+func (c *wsConn) control(op ws.OpCode, p []byte) error {
+	switch op {
 	case ws.OpPing:
 		if err := c.write(ws.OpPong, p); err != nil {
 			return fmt.Errorf("write pong: %w", err)
@@ -197,7 +216,7 @@ func (c *wsConn) control(h ws.Header) error {
 		reply = ws.NewCloseFrameBody(ce.code, "")
 	}
 	_ = c.write(ws.OpClose, reply) // the server may be gone already
-	_ = c.conn.Close()
+	_ = c.Close()
 	return ce
 }
 
@@ -215,7 +234,7 @@ func validCloseCode(code ws.StatusCode) bool {
 // fail closes the connection with code, err as the reason, and returns err.
 func (c *wsConn) fail(code ws.StatusCode, err error) error {
 	_ = c.write(ws.OpClose, ws.NewCloseFrameBody(code, err.Error())) // cropped to fit
-	_ = c.conn.Close()
+	_ = c.Close()
 	return err
 }
 
@@ -234,12 +253,134 @@ func (c *wsConn) write(op ws.OpCode, p []byte) error {
 	ws.Cipher(frame[n:], h.Mask, 0)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if err := c.conn.SetWriteDeadline(time.Now().Add(controlWriteTimeout)); err != nil {
+	if err := c.w.SetWriteDeadline(time.Now().Add(controlWriteTimeout)); err != nil {
 		return err
 	}
-	_, err := c.conn.Write(frame)
+	_, err := c.w.Write(frame)
 	return err
 }
 
-// Close closes the TCP connection at once, without a close handshake.
-func (c *wsConn) Close() error { return c.conn.Close() }
+// Close closes the connection at once, without a close handshake; it may
+// be called again.
+func (c *wsConn) Close() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.w.Close()
+}
+
+// parse takes bytes read from the connection once it is handed to a
+// poller. It reports whether they complete a message, then c.msg (valid
+// until the next call), and returns the bytes after it (parse them next);
+// otherwise it consumes them all, keeping what is incomplete for the next
+// read. Its checks and errors are next's: frames are checked with
+// ws.CheckHeader, fragments joined, pings answered, a close answered.
+func (c *wsConn) parse(p []byte) (rest []byte, done bool, err error) {
+	for {
+		if c.need > 0 {
+			n := int(min(c.need, int64(len(p))))
+			c.msg = append(c.msg, p[:n]...)
+			p, c.need = p[n:], c.need-int64(n)
+			if c.need > 0 {
+				return nil, false, nil
+			}
+			if c.fin {
+				c.state = ws.StateClientSide
+				return p, true, nil
+			}
+			continue
+		}
+		if len(p) == 0 {
+			return nil, false, nil
+		}
+		// A header, or a whole control frame, is parsed in place, or in
+		// pend when a read split it.
+		b, held := p, c.npend
+		if held > 0 {
+			n := copy(c.pend[held:], p)
+			b = c.pend[:held+n]
+		}
+		h, size, ok, err := c.frameHead(b)
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
+			if held == 0 {
+				c.npend = copy(c.pend[:], p)
+			} else {
+				c.npend = len(b)
+			}
+			return nil, false, nil
+		}
+		p, c.npend = p[size-held:], 0
+		if h.OpCode.IsControl() {
+			if err := c.control(h.OpCode, b[size-int(h.Length):size]); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		if c.state&ws.StateFragmented == 0 { // a new message
+			if cap(c.msg) > keepBuffer {
+				c.msg = nil
+			}
+			c.msg = c.msg[:0]
+		}
+		n := len(c.msg)
+		if h.Length > readLimit-int64(n) {
+			return nil, false, c.fail(ws.StatusMessageTooBig, fmt.Errorf("message of more than %d bytes (read limit)", readLimit))
+		}
+		c.msg = slices.Grow(c.msg, int(h.Length))
+		c.need, c.fin = h.Length, h.Fin
+		if h.Fin {
+			if h.Length == 0 {
+				c.state = ws.StateClientSide
+				return p, true, nil
+			}
+		} else {
+			c.state |= ws.StateFragmented
+		}
+	}
+}
+
+// frameHead parses the frame header at the start of b with gobwas/ws and
+// checks it; for a control frame it also wants the payload. It returns
+// the header and the bytes it and such a payload take, or !ok if b holds
+// less.
+func (c *wsConn) frameHead(b []byte) (h ws.Header, size int, ok bool, err error) {
+	c.pr.Reset(b)
+	h, err = ws.ReadHeaderBuffer(&c.pr, c.hdr[:])
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return h, 0, false, nil
+	}
+	if err != nil {
+		return h, 0, false, fmt.Errorf("read frame header: %w", err)
+	}
+	if err := ws.CheckHeader(h, c.state|ws.StateClientSide); err != nil {
+		return h, 0, false, c.fail(ws.StatusProtocolError, err)
+	}
+	size = len(b) - c.pr.Len()
+	if h.OpCode.IsControl() {
+		if int64(c.pr.Len()) < h.Length {
+			return h, 0, false, nil
+		}
+		size += int(h.Length)
+	}
+	return h, size, true, nil
+}
+
+// readError is the error of a read after parse got what it did, as next
+// would report it (io.EOF for the end of the connection).
+func (c *wsConn) readError(err error) error {
+	if err == io.EOF && (c.need > 0 || c.npend > 0) {
+		err = io.ErrUnexpectedEOF
+	}
+	switch {
+	case c.need > 0:
+		return fmt.Errorf("read frame payload: %w", err)
+	case c.npend > 0:
+		c.pr.Reset(c.pend[:c.npend])
+		if h, herr := ws.ReadHeaderBuffer(&c.pr, c.hdr[:]); herr == nil && h.OpCode.IsControl() {
+			return fmt.Errorf("read control frame payload: %w", err)
+		}
+	}
+	return fmt.Errorf("read frame header: %w", err)
+}

@@ -34,16 +34,16 @@ type SwarmConfig struct {
 }
 
 // Swarm is a set of connected clients that check and time what they receive.
-// Each client is a lean WebSocket reader (wsConn, on gobwas/ws): one
-// goroutine, one 4 KiB bufio.Reader and one reused message buffer per
-// connection, nothing per message but the frame's bytes, so that the load
-// generator takes as little as it can of the cores the server under test
-// shares with it.
+// Each client is a lean WebSocket reader (wsConn, on gobwas/ws) served
+// with the others by a few epoll loops (readers): no goroutine or read
+// buffer per connection, one reused message buffer, nothing per message
+// but the frame's bytes, so that the load generator takes as little as it
+// can of the cores the server under test shares with it.
 type Swarm struct {
 	cfg     SwarmConfig
 	clients []*client
 	closing atomic.Bool
-	wg      sync.WaitGroup
+	readers *readers
 
 	// Latency holds receipt time - committed_at of every delta received.
 	Latency   *Histogram
@@ -68,7 +68,7 @@ type client struct {
 	n      atomic.Int64  // deltas applied
 	gaps   atomic.Int64  // versions skipped
 	dups   atomic.Int64  // versions received again or out of order
-	done   atomic.Bool   // read loop ended
+	done   atomic.Bool   // connection ended
 }
 
 // Dial connects cfg.Clients clients and waits for each one's first
@@ -129,9 +129,17 @@ feed:
 		s.Close()
 		return nil, err
 	}
-	for _, c := range s.clients {
-		s.wg.Go(func() { s.read(c) })
+	if s.readers, err = newReaders(s); err != nil {
+		s.Close()
+		return nil, err
 	}
+	for i, c := range s.clients {
+		if err := s.readers.add(i, c); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	s.readers.start()
 	return s, nil
 }
 
@@ -192,68 +200,82 @@ func (s *Swarm) dial(ctx context.Context, netDial func(context.Context, string, 
 	return nil, fmt.Errorf("dial %s: %w", url, err)
 }
 
-// read checks every message of c until the connection ends. Messages are
-// read into the connection's buffer, which it reuses: a fresh slice per
-// message would make the clients' garbage collector, not the server, the
-// bottleneck. A frame that breaks the protocol counts as malformed and
-// ends the connection.
-func (s *Swarm) read(c *client) {
-	defer c.done.Store(true)
-	defer func() {
-		c.conn.Close()
-		c.conn.msg = nil // a dead connection keeps no buffer
-	}()
-	for {
-		err := c.conn.next()
-		now := time.Now()
+// consume handles bytes read from c at now: every message they complete
+// is checked (handle). A frame that breaks the protocol counts as
+// malformed and ends the connection; consume then reports false.
+func (s *Swarm) consume(c *client, p []byte, now time.Time) bool {
+	for len(p) > 0 {
+		rest, done, err := c.conn.parse(p)
 		if err != nil {
-			if !s.closing.Load() {
-				var ce *closeError
-				switch {
-				case errors.As(err, &ce):
-					s.ended(fmt.Sprintf("closed %d %s", ce.code, ce.reason))
-				case errors.As(err, new(ws.ProtocolError)):
-					s.malformed.Add(1)
-					s.ended("error: " + err.Error())
-				default:
-					s.ended("error: " + err.Error())
-				}
+			s.end(c, err)
+			return false
+		}
+		if done {
+			s.handle(c, c.conn.msg, now)
+			if cap(c.conn.msg) > keepBuffer {
+				c.conn.msg = nil // deltas need far less than a snapshot
 			}
+		}
+		p = rest
+	}
+	return true
+}
+
+// end records why c ended, unless the swarm is closing, and closes it.
+func (s *Swarm) end(c *client, err error) {
+	if !s.closing.Load() {
+		var ce *closeError
+		switch {
+		case errors.As(err, &ce):
+			s.ended(fmt.Sprintf("closed %d %s", ce.code, ce.reason))
+		case errors.As(err, new(ws.ProtocolError)):
+			s.malformed.Add(1)
+			s.ended("error: " + err.Error())
+		default:
+			s.ended("error: " + err.Error())
+		}
+	}
+	_ = c.conn.Close()
+	c.conn.msg = nil // a dead connection keeps no buffer
+	c.done.Store(true)
+}
+
+// handle checks a message of c received at now. Messages are read into
+// the connection's buffer, which it reuses: a fresh slice per message
+// would make the clients' garbage collector, not the server, the
+// bottleneck.
+func (s *Swarm) handle(c *client, msg []byte, now time.Time) {
+	f, tenant, err := parseFrame(msg)
+	if err != nil {
+		s.malformed.Add(1)
+		return
+	}
+	s.bytes.Add(int64(len(msg)))
+	if s.isForeign(c, f, tenant) {
+		s.foreign.Add(1)
+		return
+	}
+	switch f.Type {
+	case "delta":
+		last := c.last.Load()
+		if f.Version <= last {
+			c.dups.Add(1)
 			return
 		}
-		msg := c.conn.msg
-		f, tenant, err := parseFrame(msg)
-		if err != nil {
-			s.malformed.Add(1)
-			continue
+		if f.Version > last+1 {
+			c.gaps.Add(int64(f.Version - last - 1))
 		}
-		s.bytes.Add(int64(len(msg)))
-		if s.isForeign(c, f, tenant) {
-			s.foreign.Add(1)
-			continue
-		}
-		switch f.Type {
-		case "delta":
-			last := c.last.Load()
-			if f.Version <= last {
-				c.dups.Add(1)
-				continue
-			}
-			if f.Version > last+1 {
-				c.gaps.Add(int64(f.Version - last - 1))
-			}
-			c.last.Store(f.Version)
-			c.n.Add(1)
-			s.received.Add(1)
-			ns := now.UnixNano()
-			s.firstAt.CompareAndSwap(0, ns)
-			s.lastAt.Store(ns)
-			s.Latency.Add(now.Sub(f.CommittedAt))
-		case "snapshot":
-			// Unasked: the server made this client start over.
-			s.resyncs.Add(1)
-			c.last.Store(f.Version)
-		}
+		c.last.Store(f.Version)
+		c.n.Add(1)
+		s.received.Add(1)
+		ns := now.UnixNano()
+		s.firstAt.CompareAndSwap(0, ns)
+		s.lastAt.Store(ns)
+		s.Latency.Add(now.Sub(f.CommittedAt))
+	case "snapshot":
+		// Unasked: the server made this client start over.
+		s.resyncs.Add(1)
+		c.last.Store(f.Version)
 	}
 }
 
@@ -344,13 +366,19 @@ func (s *Swarm) Result(final func(g int) uint64) Result {
 	return r
 }
 
-// Close disconnects every client and waits for their readers.
+// Close stops the readers and disconnects every client.
 func (s *Swarm) Close() {
 	s.closing.Store(true)
+	if s.readers != nil {
+		s.readers.halt()
+	}
 	for _, c := range s.clients {
 		if c != nil {
-			c.conn.Close()
+			_ = c.conn.Close()
+			c.done.Store(true)
 		}
 	}
-	s.wg.Wait()
+	if s.readers != nil {
+		s.readers.wait()
+	}
 }

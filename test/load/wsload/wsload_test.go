@@ -6,12 +6,15 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -673,28 +676,219 @@ func BenchmarkParseFrame(b *testing.B) {
 	}
 }
 
-// The client's read loop allocates nothing per data message: the swarm
+// The client's reader allocates nothing per data message: the swarm
 // measures the server, not its own garbage collector.
 func TestClientReadsWithoutAllocating(t *testing.T) {
 	delta, err := DeltaFrame(&pb.Delta{Tenant: "t000", Version: 7, Changes: []*pb.Change{CallChange("t000", 7)}, CommittedAt: timestamppb.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Reads that end inside headers and payloads.
 	one := append(text(string(delta)), fragments(string(delta), 3)...)
-	frames := bytes.Repeat(one, 200)
-	c := &wsConn{br: bufio.NewReaderSize(bytes.NewReader(frames), readBufferSize)}
+	stream := bytes.Repeat(one, 10)
+	var reads [][]byte
+	for p := stream; len(p) > 0; {
+		n := min(len(p), 701)
+		reads = append(reads, p[:n])
+		p = p[n:]
+	}
+	c := &wsConn{}
 	s := &Swarm{cfg: SwarmConfig{Tenant: GroupName}}
 	cl := &client{tenant: "t000"}
-	allocs := testing.AllocsPerRun(300, func() {
-		if err := c.next(); err != nil {
-			t.Fatal(err)
-		}
-		f, tenant, err := parseFrame(c.msg)
-		if err != nil || s.isForeign(cl, f, tenant) || f.Version != 7 {
-			t.Fatal(f, err)
+	msgs := 0
+	allocs := testing.AllocsPerRun(20, func() {
+		for _, p := range reads {
+			for len(p) > 0 {
+				rest, done, err := c.parse(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if done {
+					msgs++
+					f, tenant, err := parseFrame(c.msg)
+					if err != nil || s.isForeign(cl, f, tenant) || f.Version != 7 {
+						t.Fatal(f, err)
+					}
+				}
+				p = rest
+			}
 		}
 	})
 	if allocs != 0 {
-		t.Fatalf("%.1f allocations per message", allocs)
+		t.Fatalf("%.1f allocations per %d messages", allocs, 20)
+	}
+	if msgs != 21*20 { // AllocsPerRun runs once more to warm up
+		t.Fatalf("%d messages parsed, want %d", msgs, 21*20)
+	}
+}
+
+// socketRecorder is a socket that keeps what is written to it.
+type socketRecorder struct {
+	bytes.Buffer
+	closed bool
+}
+
+func (r *socketRecorder) SetWriteDeadline(time.Time) error { return nil }
+func (r *socketRecorder) Close() error                     { r.closed = true; return nil }
+
+// parse finds what next finds in the same bytes, however reads split them:
+// into two at every byte, or byte by byte.
+func TestParseSplitReads(t *testing.T) {
+	d1, d2 := deltaMsg(11), bigSnapshot(12, 70<<10) // a payload of 64 KiB+ has an 8-byte length
+	frames := [][]byte{
+		text(d1),
+		frame{op: ws.OpText, more: true, p: []byte(d2[:100])}.bytes(),
+		frame{op: ws.OpPing, p: []byte("between fragments")}.bytes(),
+		frame{op: ws.OpContinuation, p: []byte(d2[100:])}.bytes(),
+		frame{op: ws.OpPong}.bytes(),
+		frame{op: ws.OpText}.bytes(), // empty
+		fragments(d1, 4),
+		closeFrame(statusTryAgainLater, "too slow"),
+	}
+	stream := bytes.Join(frames, nil)
+	want := []string{d1, d2, "", d1}
+	wantWritten := func(t *testing.T, w *socketRecorder) {
+		t.Helper()
+		p := &rawPeer{t: t, br: bufio.NewReader(bytes.NewReader(w.Bytes()))}
+		if op, b := p.read(); op != ws.OpPong || string(b) != "between fragments" {
+			t.Errorf("client answered %v %q, want a pong", op, b)
+		}
+		p.expectClose(statusTryAgainLater)
+		if !w.closed {
+			t.Error("connection not closed after the close frame")
+		}
+	}
+	run := func(t *testing.T, reads [][]byte) {
+		t.Helper()
+		w := &socketRecorder{}
+		c := &wsConn{w: w}
+		var got []string
+		var err error
+	read:
+		for _, p := range reads {
+			for len(p) > 0 {
+				var done bool
+				if p, done, err = c.parse(p); err != nil {
+					break read
+				}
+				if done {
+					got = append(got, string(c.msg))
+				}
+			}
+		}
+		var ce *closeError
+		if !errors.As(err, &ce) || ce.code != statusTryAgainLater || ce.reason != "too slow" {
+			t.Fatalf("err = %v, want the close frame", err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("got %d messages, want %d, or not the same", len(got), len(want))
+		}
+		wantWritten(t, w)
+	}
+	// Split at every byte near a frame's start (headers, control frames)
+	// and here and there in the big payload.
+	near := map[int]bool{}
+	at := 0
+	for _, f := range frames {
+		for i := max(at-20, 0); i <= min(at+150, len(stream)); i++ {
+			near[i] = true
+		}
+		at += len(f)
+	}
+	for i := range stream {
+		if near[i] || i%1009 == 0 {
+			run(t, [][]byte{stream[:i], stream[i:]})
+		}
+	}
+	var bytewise [][]byte
+	for i := range stream {
+		bytewise = append(bytewise, stream[i:i+1])
+	}
+	run(t, bytewise)
+
+	// next, through a bufio.Reader, agrees.
+	w := &socketRecorder{}
+	c := &wsConn{w: w, br: bufio.NewReader(bytes.NewReader(stream))}
+	for i, m := range want {
+		if err := c.next(); err != nil || string(c.msg) != m {
+			t.Fatalf("next, message %d: %v", i, err)
+		}
+	}
+	if err := c.next(); !errors.As(err, new(*closeError)) {
+		t.Fatalf("next: %v, want the close frame", err)
+	}
+	wantWritten(t, w)
+}
+
+// A connection that ends inside a frame is reported as next reports it.
+func TestParseEndsInsideAFrame(t *testing.T) {
+	d := text(deltaMsg(11))
+	cases := []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"between frames", d, "read frame header: EOF"},
+		{"inside a header", append(bytes.Clone(d), d[:1]...), "read frame header: unexpected EOF"},
+		{"inside a payload", append(bytes.Clone(d), d[:10]...), "read frame payload: unexpected EOF"},
+		{"inside a ping", append(bytes.Clone(d), frame{op: ws.OpPing, p: []byte("abc")}.bytes()[:3]...), "read control frame payload: unexpected EOF"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &wsConn{w: &socketRecorder{}}
+			for p := tc.in; len(p) > 0; {
+				var err error
+				if p, _, err = c.parse(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := c.readError(io.EOF).Error(); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			old := &wsConn{w: &socketRecorder{}, br: bufio.NewReader(bytes.NewReader(tc.in))}
+			if err := old.next(); err != nil {
+				t.Fatal(err)
+			}
+			if got := old.next().Error(); got != tc.want {
+				t.Errorf("next says %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// The readers serve many connections each, whose frames arrive in pieces
+// (headers and control frames split) interleaved with the others'.
+func TestSwarmReadsPartialFramesOfManyConnections(t *testing.T) {
+	const deltas = 20
+	clients := 12 * max(runtime.GOMAXPROCS(0), 2) // 12 per reader on Linux
+	srv := newRawServer(t, rawConfig{first: text(snapshotMsg("t000", 10)), serve: func(p *rawPeer) {
+		for v := uint64(11); v < 11+deltas; v++ {
+			f := text(deltaMsg(v))
+			if v%5 == 0 {
+				f = append(frame{op: ws.OpPing, p: []byte(fmt.Sprint(v))}.bytes(), f...)
+			}
+			// Three pieces: the first ends inside the first frame's header.
+			for _, piece := range [][]byte{f[:1], f[1 : len(f)/2], f[len(f)/2:]} {
+				p.send(piece)
+				time.Sleep(2 * time.Millisecond)
+			}
+			if v%5 == 0 {
+				if op, b := p.read(); op != ws.OpPong || string(b) != fmt.Sprint(v) {
+					p.t.Errorf("client answered %v %q, want a pong %d", op, b, v)
+				}
+			}
+		}
+	}})
+	ctx := context.Background()
+	s, err := Dial(ctx, SwarmConfig{Clients: clients, Groups: 1, Tenant: GroupName, Target: func(int) (string, http.Header) { return srv.url(), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	final := func(int) uint64 { return 10 + deltas }
+	s.WaitCaughtUp(ctx, final, 10*time.Second)
+	r := s.Result(final)
+	if r.Delivered != int64(clients*deltas) || r.Missing != 0 || r.Gaps != 0 || r.Dups != 0 || r.Dropped != 0 || r.Malformed != 0 || r.Resyncs != 0 {
+		t.Fatalf("result %+v, want %d deltas delivered, nothing else", r, clients*deltas)
 	}
 }
