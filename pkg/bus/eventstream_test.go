@@ -12,16 +12,7 @@ import (
 )
 
 func TestEnsureEventStream(t *testing.T) {
-	srv := testenv.NATS(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testJetStream(t)
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
 
@@ -92,4 +83,19 @@ func TestEnsureEventStream(t *testing.T) {
 	if err := EnsureEventStream(ctx, js, "beta", log); err == nil {
 		t.Error("created over an overlapping stream of the operator's")
 	}
+}
+
+// testJetStream connects to a fresh embedded NATS server.
+func testJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(testenv.NATS(t).ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
