@@ -191,7 +191,6 @@ func (p *projector) runOnce(ctx context.Context) error {
 	// work per event) runs on another core. A callback rather than the
 	// Messages iterator: its Next arms a heartbeat timer per message.
 	msgs := make(chan projection.Decoded, p.cfg.BatchSize)
-	errc := make(chan error, 1)
 	hctx, hcancel := context.WithCancel(ctx) // frees a blocked callback when this returns
 	defer hcancel()
 	cc, err := cons.Consume(func(m jetstream.Msg) {
@@ -208,13 +207,7 @@ func (p *projector) runOnce(ctx context.Context) error {
 		return fmt.Errorf("consumer: %w", err)
 	}
 	defer cc.Stop()
-	go func() {
-		select {
-		case <-cc.Closed():
-			errc <- jetstream.ErrMsgIteratorClosed
-		case <-hctx.Done():
-		}
-	}()
+	closed := cc.Closed() // each call starts a goroutine that waits for the end
 	p.log.Info("projecting", "tenant", p.cfg.Tenant, "generation", st.pos.Gen, "from_seq", st.pos.StreamSeq+1, "version", st.pos.Version)
 
 	batch := make([]projection.Decoded, 0, p.cfg.BatchSize)
@@ -238,11 +231,11 @@ func (p *projector) runOnce(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-errc:
+		case <-closed:
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("consume: %w", err)
+			return errors.New("consume: the consumer stopped")
 		case err := <-committed:
 			c := inflight
 			inflight = nil
