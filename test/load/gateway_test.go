@@ -48,7 +48,10 @@ package load
 // GATEWAY_LOAD_DURATION=5s for a quick one. GATEWAY_LOAD_BIN=<path> runs
 // that gateway binary instead of building ./services/gateway, to compare
 // two versions. GATEWAY_LOAD_SERVERS=baseline (or gateway) runs only one
-// of the two, for profiling. GATEWAY_LOAD_PROFILE=<dir> records each
+// of the two, for profiling; GATEWAY_LOAD_SERVERS=floor,gateway measures
+// the floor (wsload.Broadcaster with Raw: one write(2) per message and
+// nothing else, the least any server must spend) beside the gateway, to
+// tell what the machine's kernel allows from what the gateway costs. GATEWAY_LOAD_PROFILE=<dir> records each
 // server's CPU profile during traffic with perf (<dir>/<server>.perf.data,
 // kernel included; `perf report -i` reads it) and the gateway's Go CPU
 // profile during traffic and heap profile with the clients connected
@@ -152,8 +155,15 @@ func BenchmarkGatewayFanout(b *testing.B) {
 	if strings.Contains(servers, "baseline") {
 		b.Run("baseline", func(b *testing.B) {
 			for range b.N {
-				base = runBroadcastBaseline(b, broadcaster, l)
+				base = runBroadcastBaseline(b, broadcaster, l, false)
 				reportFanout(b, l, base)
+			}
+		})
+	}
+	if strings.Contains(servers, "floor") {
+		b.Run("floor", func(b *testing.B) {
+			for range b.N {
+				reportFanout(b, l, runBroadcastBaseline(b, broadcaster, l, true))
 			}
 		})
 	}
@@ -311,10 +321,11 @@ func machineCPU() (busy, softirq float64) {
 	return busy, softirq
 }
 
-// runBroadcastBaseline measures the bare broadcast server.
-func runBroadcastBaseline(b *testing.B, bin string, l fanoutLoad) fanoutRun {
+// runBroadcastBaseline measures the bare broadcast server, or with raw
+// the floor.
+func runBroadcastBaseline(b *testing.B, bin string, l fanoutLoad, raw bool) fanoutRun {
 	b.Helper()
-	cmd := exec.Command(bin, "-groups", strconv.Itoa(l.tenants), "-rate", strconv.Itoa(l.rate))
+	cmd := exec.Command(bin, "-groups", strconv.Itoa(l.tenants), "-rate", strconv.Itoa(l.rate), "-raw="+strconv.FormatBool(raw))
 	cmd.SysProcAttr = dieWithUs
 	stderr := &tail{max: 16 << 10}
 	cmd.Stderr = stderr
@@ -332,7 +343,11 @@ func runBroadcastBaseline(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 		b.Fatalf("wsbroadcast did not start: %q %v\n%s", line, err, stderr)
 	}
 	base := "http://" + addr
-	srv := serverUnderTest{name: "baseline", pid: cmd.Process.Pid,
+	name := "baseline"
+	if raw {
+		name = "floor"
+	}
+	srv := serverUnderTest{name: name, pid: cmd.Process.Pid,
 		target: func(g int) (string, http.Header) { return fmt.Sprintf("ws://%s/ws?group=%d", addr, g), nil }}
 	srv.publish = func(ctx context.Context) (time.Time, func(int) uint64, error) {
 		start := time.Now()

@@ -24,6 +24,9 @@ type BroadcastConfig struct {
 	// SendBuffer is the gateway's default (WS_SEND_BUFFER), so that both
 	// cut slow clients off alike.
 	SendBuffer int
+	// Raw makes the server the floor instead of the baseline: see
+	// Broadcaster.
+	Raw bool
 }
 
 // Broadcaster is the baseline the gateway is measured against: the least a
@@ -34,6 +37,15 @@ type BroadcastConfig struct {
 // of the group through a buffered channel; one goroutine per client
 // writes, without a deadline per write. No storage, no NATS, no
 // authentication, no write timeouts.
+//
+// With Raw, it is the floor: the least any server must do, in any
+// language, to deliver one message per delta to each client over its own
+// TCP connection. The handshake is gobwas/ws's; then the connections are
+// taken from Go's netpoller, and the publisher frames each delta once and
+// writes it to each client's socket with one write(2), from a goroutine
+// per core: no goroutine, queue or lock per client. What it costs is, in
+// effect, the kernel's (loopback TCP, both directions of it, and waking
+// the readers). A write the socket cannot take whole cuts the client off.
 type Broadcaster struct {
 	cfg        BroadcastConfig
 	groups     []*group
@@ -45,6 +57,7 @@ type group struct {
 	mu      sync.Mutex
 	version uint64
 	clients map[*peer]struct{}
+	raw     []*floorPeer // with Raw
 }
 
 type peer struct {
@@ -75,7 +88,11 @@ func GroupName(g int) string { return fmt.Sprintf("t%03d", g) }
 // whether publishing goes on, as JSON).
 func (b *Broadcaster) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ws", b.serveWS)
+	if b.cfg.Raw {
+		mux.HandleFunc("GET /ws", b.serveRaw)
+	} else {
+		mux.HandleFunc("GET /ws", b.serveWS)
+	}
 	mux.HandleFunc("POST /start", func(w http.ResponseWriter, r *http.Request) {
 		d, err := time.ParseDuration(r.URL.Query().Get("for"))
 		if err != nil || d <= 0 {
@@ -88,7 +105,11 @@ func (b *Broadcaster) Handler() http.Handler {
 		}
 		go func() {
 			defer b.publishing.Store(false)
-			_ = Pace(context.Background(), b.cfg.Groups, b.cfg.Rate, d, b.publish)
+			publish := b.publish
+			if b.cfg.Raw {
+				publish = b.publishRaw
+			}
+			_ = Pace(context.Background(), b.cfg.Groups, b.cfg.Rate, d, publish)
 		}()
 		w.WriteHeader(http.StatusAccepted)
 	})

@@ -1,6 +1,7 @@
 // Command wsbroadcast runs the load test's baseline, a bare coder/websocket
 // broadcast server (wsload.Broadcaster), as its own process, as the gateway
-// runs: the clients stay in the benchmark's process for both. It prints
+// runs: the clients stay in the benchmark's process for both. With -raw
+// it is the floor the benchmark also measures. It prints
 // "listening <addr>" once it accepts connections.
 package main
 
@@ -23,8 +24,9 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	groups := flag.Int("groups", 100, "groups (tenants)")
 	rate := flag.Int("rate", 20, "deltas per group per second")
+	raw := flag.Bool("raw", false, "be the floor: one write(2) per message from a goroutine per core (see wsload.Broadcaster)")
 	flag.Parse()
-	if err := run(*addr, wsload.BroadcastConfig{Groups: *groups, Rate: *rate}); err != nil {
+	if err := run(*addr, wsload.BroadcastConfig{Groups: *groups, Rate: *rate, Raw: *raw}); err != nil {
 		slog.Error("wsbroadcast", "err", err)
 		os.Exit(1)
 	}
