@@ -6,6 +6,7 @@ SERVICES := collector projector gateway logtailer mediabridge
 GO ?= go
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_VTPROTO_VERSION := v0.6.0
 
 .PHONY: all build run test test-unit test-e2e bench proto lint fmt vet tidy clean
 
@@ -34,7 +35,10 @@ bench:
 proto:
 	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler"; exit 1; }
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	$(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_VTPROTO_VERSION)
 	PATH="$(GOBIN_DIR):$$PATH" protoc -I proto --go_out=pkg --go_opt=module=github.com/pbxpulse/pbxpulse/pkg proto/pbxpulse/v1/*.proto
+	@# The projector decodes events and encodes views with vtprotobuf's code (see projection.DecodeEvent).
+	PATH="$(GOBIN_DIR):$$PATH" protoc -I proto --go-vtproto_out=pkg --go-vtproto_opt=module=github.com/pbxpulse/pbxpulse/pkg,features=marshal+unmarshal+unmarshal_unsafe+size proto/pbxpulse/v1/events.proto proto/pbxpulse/v1/views.proto
 
 ## vet: go vet and gofmt over every module
 vet:

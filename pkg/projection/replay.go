@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
@@ -141,8 +140,8 @@ func Decode(m jetstream.Msg) Decoded {
 		return d
 	}
 	d.Seq = md.Sequence.Stream
-	ev := &pb.Event{}
-	if err := proto.Unmarshal(m.Data(), ev); err != nil {
+	ev, err := DecodeEvent(m.Data())
+	if err != nil {
 		d.Err = fmt.Errorf("undecodable event: %w", err)
 		return d
 	}
