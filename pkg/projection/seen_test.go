@@ -8,6 +8,7 @@ package projection
 import (
 	"bytes"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -687,6 +688,17 @@ func checkScenarioCoverage(t *testing.T, evs []*pb.Event, loc *time.Location, ro
 	} {
 		if !seen[want] {
 			t.Errorf("the scenario has no %s", want)
+		}
+	}
+}
+
+// hashID is persisted: it must stay hash/fnv's FNV-1a.
+func TestHashIDIsFNV1a(t *testing.T) {
+	for _, id := range []string{"", "a", "01JDZ3Q9V5X7K2M4N6P8R0T2W4", "ünïcode-id", "1772438400.123"} {
+		h := fnv.New64a()
+		h.Write([]byte(id))
+		if got, want := hashID(id), h.Sum64(); got != want {
+			t.Errorf("hashID(%q) = %x, want %x", id, got, want)
 		}
 	}
 }
