@@ -13,6 +13,12 @@ package load
 //
 //	cd test && go test -run '^$' -bench Projector -benchtime 1x ./load/
 //
+// PROJECTOR_LOAD_BIN=<path> runs that projector binary instead of
+// building ./services/projector, to compare two versions.
+// PROJECTOR_LOAD_ENV="K=V ..." adds to the projector's environment (and
+// only to its: GOMEMLIMIT=... given to `go test` would reach the NATS
+// server in the benchmark's process too), e.g. to try GC settings.
+//
 // BenchmarkProjectorLatency runs the projector at 2,000 events/s (the same
 // generated traffic, paced, with one marker call in ten events) for
 // PBXPULSE_LOAD_TRAFFIC (default 10 s) and reports the p50/p99/max time from
@@ -29,6 +35,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -58,7 +65,10 @@ func envInt(b *testing.B, name string, def int) int {
 }
 
 func BenchmarkProjectorThroughput(b *testing.B) {
-	bin := buildService(b, "projector")
+	bin := os.Getenv("PROJECTOR_LOAD_BIN")
+	if bin == "" {
+		bin = buildService(b, "projector")
+	}
 	n := envInt(b, "PBXPULSE_LOAD_EVENTS", 100000)
 	pairs := envInt(b, "PBXPULSE_LOAD_PAIRS", 3)
 	events := eventgen.New(eventgen.Config{Tenant: "bench", PBXs: 4, Extensions: 500, ConcurrentCalls: 100, Seed: 7}).Take(n)
@@ -112,8 +122,14 @@ func projectOnce(b *testing.B, bin string, events []*pb.Event) (float64, float64
 	cmd := startProjector(b, bin, ns.ClientURL(), dsn, extra...)
 	defer stopProcess(cmd)
 	if profile != "" {
-		// The projector's CPU profile of its first seconds (its catch-up).
-		go saveProfile(b, "http://127.0.0.1:6061/debug/pprof/profile?seconds=5", profile)
+		// The projector's CPU profile of its first seconds (its catch-up),
+		// fetched before the projector is stopped.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			saveProfile(b, "http://127.0.0.1:6061/debug/pprof/profile?seconds=3", profile)
+		}()
+		defer func() { <-done }()
 	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -205,7 +221,7 @@ func copyOnce(b *testing.B, n int) float64 {
 func saveProfile(b *testing.B, url, file string) {
 	var resp *http.Response
 	var err error
-	for range 50 { // the projector is starting
+	for range 250 { // the projector is starting
 		if resp, err = http.Get(url); err == nil {
 			break
 		}
@@ -230,6 +246,7 @@ func startProjector(b *testing.B, bin, natsURL, dsn string, extra ...string) *ex
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "NATS_URL="+natsURL, "DATABASE_URL="+dsn, "TENANT=bench", "LOG_LEVEL=warn")
 	cmd.Env = append(cmd.Env, extra...)
+	cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("PROJECTOR_LOAD_ENV"))...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
