@@ -190,7 +190,7 @@ func (p *projector) runOnce(ctx context.Context) error {
 	// ahead of the loop that applies them: the decoding (a third of the
 	// work per event) runs on another core. A callback rather than the
 	// Messages iterator: its Next arms a heartbeat timer per message.
-	msgs := make(chan projection.Decoded, p.cfg.BatchSize)
+	msgs := make(chan projection.Decoded, min(p.cfg.BatchSize, decodeAhead))
 	hctx, hcancel := context.WithCancel(ctx) // frees a blocked callback when this returns
 	defer hcancel()
 	cc, err := cons.Consume(func(m jetstream.Msg) {
@@ -217,12 +217,17 @@ func (p *projector) runOnce(ctx context.Context) error {
 	defer prune.Stop()
 	// One commit is in flight while the next batch is applied: Postgres
 	// and the projector work at the same time, and commits stay in order.
+	// A batch whose delay is up while a commit is in flight keeps filling
+	// until that commit ends, as it could not go out before anyway: under
+	// load batches grow, with fewer rows and statements per event, and an
+	// event waits no longer than it did.
 	var inflight *commit
 	defer func() {
 		if inflight != nil {
 			<-inflight.done
 		}
 	}()
+	due := false // the batch's delay is up
 	for {
 		var committed <-chan error
 		if inflight != nil {
@@ -242,7 +247,9 @@ func (p *projector) runOnce(ctx context.Context) error {
 			if err := p.finish(c, err); err != nil {
 				return err
 			}
-			continue
+			if !due {
+				continue
+			}
 		case <-prune.C:
 			p.prune(ctx, st)
 			continue
@@ -265,11 +272,16 @@ func (p *projector) runOnce(ctx context.Context) error {
 				continue
 			}
 		case <-timer.C:
+			if inflight != nil {
+				due = true
+				continue
+			}
 		}
 		if len(batch) == 0 {
 			continue
 		}
 		timer.Stop()
+		due = false
 		next, err := p.prepare(st, batch)
 		if err != nil {
 			return err
@@ -288,6 +300,11 @@ func (p *projector) runOnce(ctx context.Context) error {
 		}
 	}
 }
+
+// decodeAhead is the most events decoded ahead of the batch being applied:
+// enough to keep the other core busy; more would only add to the live
+// heap, which every garbage collection marks.
+const decodeAhead = 2500
 
 // commit is one batch on its way to Postgres: position, rows, applied ids
 // and delta in one transaction.
