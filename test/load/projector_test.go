@@ -64,11 +64,16 @@ func envInt(b *testing.B, name string, def int) int {
 	return n
 }
 
-func BenchmarkProjectorThroughput(b *testing.B) {
-	bin := os.Getenv("PROJECTOR_LOAD_BIN")
-	if bin == "" {
-		bin = buildService(b, "projector")
+// projectorBin is PROJECTOR_LOAD_BIN, or ./services/projector built.
+func projectorBin(b *testing.B) string {
+	if bin := os.Getenv("PROJECTOR_LOAD_BIN"); bin != "" {
+		return bin
 	}
+	return buildService(b, "projector")
+}
+
+func BenchmarkProjectorThroughput(b *testing.B) {
+	bin := projectorBin(b)
 	n := envInt(b, "PBXPULSE_LOAD_EVENTS", 100000)
 	pairs := envInt(b, "PBXPULSE_LOAD_PAIRS", 3)
 	events := eventgen.New(eventgen.Config{Tenant: "bench", PBXs: 4, Extensions: 500, ConcurrentCalls: 100, Seed: 7}).Take(n)
@@ -273,7 +278,7 @@ func median(xs []float64) float64 {
 }
 
 func BenchmarkProjectorLatency(b *testing.B) {
-	bin := buildService(b, "projector")
+	bin := projectorBin(b)
 	trafficFor := envDuration(b, "PBXPULSE_LOAD_TRAFFIC", 10*time.Second)
 	for range b.N {
 		ns := testenv.NATS(b)
