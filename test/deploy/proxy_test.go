@@ -105,7 +105,8 @@ func startGateway(t *testing.T) string {
 	addr := freeAddr(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr, "NATS_URL="+ns.ClientURL(), "DATABASE_URL="+testenv.Postgres(t),
-		"TENANT=acme", "PATH_PREFIX=/monitor/", "GATEWAY_TOKENS=acme:viewer:"+proxyToken, "ENV_FILE=/nonexistent")
+		"TENANT=acme", "PATH_PREFIX=/monitor/", "GATEWAY_TOKENS=acme:viewer:"+proxyToken, "ENV_FILE=/nonexistent",
+		"FRAME_ANCESTORS='self' https://portal.example.com")
 	exited := startLogged(t, "gateway", cmd, filepath.Join(dir, "gateway.log"))
 	waitHTTP(t, "gateway", "http://"+addr+"/monitor/readyz", exited)
 	return addr
@@ -341,11 +342,12 @@ func checkThroughProxy(t *testing.T, base string) {
 		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, `src="app.js"`) {
 			t.Fatalf("%d %s %.300q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 		}
-		// It may be framed: no X-Frame-Options, frame-ancestors open.
+		// The portal may frame it: no X-Frame-Options (from the gateway or
+		// the proxy), and the gateway's frame-ancestors passed through.
 		if xfo := resp.Header.Get("X-Frame-Options"); xfo != "" {
 			t.Errorf("X-Frame-Options %q forbids the iframe", xfo)
 		}
-		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors *") {
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'self' https://portal.example.com") {
 			t.Errorf("Content-Security-Policy %q", csp)
 		}
 		resp, body = get("/monitor/app.js", "")

@@ -45,6 +45,8 @@ func TestPanel(t *testing.T) {
 	s := startStack(t, false,
 		"PATH_PREFIX=/monitor/",
 		"GATEWAY_TOKENS=acme:viewer:"+viewerToken+",acme:supervisor:"+supervisorToken+",acme:admin:"+adminToken,
+		// The wallboard of the iframe subtest, on another port.
+		"FRAME_ANCESTORS='self' http://127.0.0.1:*",
 	)
 	if !strings.HasSuffix(s.PanelURL(), "/monitor/") {
 		t.Fatalf("panel URL %s is not under /monitor/", s.PanelURL())

@@ -41,6 +41,12 @@ type Config struct {
 	// AllowOrigin lists extra WebSocket origins (host patterns, comma
 	// separated) besides the gateway's own host, e.g. for an iframe.
 	AllowOrigin string `env:"ALLOW_ORIGIN"`
+	// FrameAncestors is the Content-Security-Policy source list of the
+	// sites that may show the panel in an iframe, e.g. "'self'
+	// https://portal.example.com". Only the gateway's own pages by default:
+	// a page of any site could otherwise frame the panel and trick a
+	// supervisor into clicking its actions.
+	FrameAncestors string `env:"FRAME_ANCESTORS" envDefault:"'self'"`
 	// PathPrefix serves everything under a prefix such as /monitor/.
 	PathPrefix string `env:"PATH_PREFIX" envDefault:"/"`
 	// SendBuffer is how many messages may queue for one client before it is
@@ -75,7 +81,10 @@ func (c *Config) Validate() error {
 	if !strings.HasSuffix(c.PathPrefix, "/") {
 		c.PathPrefix += "/"
 	}
+	c.FrameAncestors = frameAncestors(c.FrameAncestors)
 	switch {
+	case c.FrameAncestors == "" || strings.ContainsAny(c.FrameAncestors, ";,"):
+		return errors.New("config: FRAME_ANCESTORS must be a CSP source list (space separated, e.g. 'self' https://portal.example.com)")
 	case c.SendBuffer < 8:
 		return errors.New("config: WS_SEND_BUFFER must be at least 8")
 	case c.WriteTimeout <= 0 || c.PingInterval <= 0:
@@ -88,6 +97,19 @@ func (c *Config) Validate() error {
 		return errors.New("config: WS_HUB_IDLE must not be negative")
 	}
 	return nil
+}
+
+// frameAncestors normalizes a FRAME_ANCESTORS source list: one space
+// between sources, and the keywords quoted as CSP wants them (an env file's
+// 'self' loses its quotes to the parser).
+func frameAncestors(v string) string {
+	srcs := strings.Fields(v)
+	for i, s := range srcs {
+		if s == "self" || s == "none" {
+			srcs[i] = "'" + s + "'"
+		}
+	}
+	return strings.Join(srcs, " ")
 }
 
 func (c *Config) origins() []string {

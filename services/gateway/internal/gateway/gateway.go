@@ -201,16 +201,19 @@ func (g *Gateway) Handler() http.Handler {
 		// Relative asset and WebSocket URLs need the trailing slash.
 		mux.Handle("GET "+strings.TrimSuffix(p, "/"), http.RedirectHandler(p, http.StatusMovedPermanently))
 	}
-	return securityHeaders(mux)
+	return securityHeaders(mux, g.cfg.FrameAncestors)
 }
 
-func securityHeaders(next http.Handler) http.Handler {
+// securityHeaders sets the headers every answer carries; frameAncestors
+// is FRAME_ANCESTORS, the sites that may frame the panel.
+func securityHeaders(next http.Handler, frameAncestors string) http.Handler {
+	// Inline scripts are never needed; data from the PBX cannot run.
+	csp := "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors " + frameAncestors
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
-		// Inline scripts are never needed; data from the PBX cannot run.
-		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors *")
+		h.Set("Content-Security-Policy", csp)
 		next.ServeHTTP(w, r)
 	})
 }
