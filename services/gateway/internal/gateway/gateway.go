@@ -41,6 +41,7 @@ type Gateway struct {
 	hubs  *hubs
 	wg    sync.WaitGroup // client connections
 	clock atomic.Int64   // coarse wall clock (unix ns) for per-write bookkeeping, see sweep
+	asOf  chan struct{}  // as-of reads running (see handleSnapshotAt)
 }
 
 // Run serves until ctx ends.
@@ -85,7 +86,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	}
 	base, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
-	g := &Gateway{cfg: cfg, log: log, pool: pool, nc: nc, js: js, authn: authn, origins: cfg.origins(), base: base}
+	g := &Gateway{cfg: cfg, log: log, pool: pool, nc: nc, js: js, authn: authn, origins: cfg.origins(), base: base, asOf: make(chan struct{}, asOfReads)}
 	g.clock.Store(time.Now().UnixNano())
 	g.hubs = newHubs(base, g)
 	g.reg = prometheus.NewRegistry()

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -213,11 +214,31 @@ func (g *Gateway) handleTrunkHealth(w http.ResponseWriter, r *http.Request) {
 	}{out})
 }
 
+// An as-of read replays the tenant's stream up to its time: for a recent
+// time, every event the stream keeps, seconds of a core. asOfReads of them
+// run at once, each for at most asOfTimeout; more are refused (429), so
+// that requests repeated by a viewer cannot take the gateway's CPU from
+// the live panel.
+const (
+	asOfReads   = 1
+	asOfTimeout = 2 * time.Minute
+)
+
 // handleSnapshotAt serves the views as they stood at a past time (?at=),
 // replayed from the event stream: the panel at 10:32, for incident review.
 func (g *Gateway) handleSnapshotAt(w http.ResponseWriter, r *http.Request, at time.Time) {
+	select {
+	case g.asOf <- struct{}{}:
+		defer func() { <-g.asOf }()
+	default:
+		w.Header().Set("Retry-After", "5")
+		httpError(w, http.StatusTooManyRequests, "busy", "another as-of read is running, retry later")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), asOfTimeout)
+	defer cancel()
 	p, _ := principalFrom(r.Context())
-	snap, _, err := projection.AsOf(r.Context(), g.js, p.Tenant, at, nil, g.log)
+	snap, _, err := projection.AsOf(ctx, g.js, p.Tenant, at, nil, g.log)
 	if err != nil {
 		g.log.Warn("snapshot as of", "tenant", p.Tenant, "at", at, "err", err)
 		httpError(w, http.StatusServiceUnavailable, "unavailable", "event stream unavailable")

@@ -5,6 +5,8 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -138,5 +140,25 @@ func TestHistoryAPI(t *testing.T) {
 		if row[1] == "1795288171.7" && row[11] != `'=HYPERLINK("http://evil")` {
 			t.Fatalf("caller name cell %q: want it defused", row[11])
 		}
+	}
+}
+
+// A second as-of read while one runs is refused at once, before it touches
+// the stream.
+func TestAsOfReadsLimited(t *testing.T) {
+	g := &Gateway{asOf: make(chan struct{}, asOfReads)}
+	for range asOfReads {
+		g.asOf <- struct{}{} // the reads running
+	}
+	req := httptest.NewRequest("GET", "/api/v1/snapshot?at=2026-11-22T10:32:00Z", nil)
+	req = req.WithContext(withPrincipal(req.Context(), Principal{Tenant: "acme", Role: RoleViewer}))
+	rec := httptest.NewRecorder()
+	g.handleSnapshotAt(rec, req, time.Date(2026, 11, 22, 10, 32, 0, 0, time.UTC))
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("%d %q, Retry-After %q; want 429 with Retry-After", rec.Code, rec.Body.String(), rec.Header().Get("Retry-After"))
+	}
+	<-g.asOf
+	if len(g.asOf) != asOfReads-1 {
+		t.Fatalf("the refused read changed the count of reads running: %d", len(g.asOf))
 	}
 }
