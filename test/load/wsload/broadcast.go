@@ -154,17 +154,26 @@ func (b *Broadcaster) publish(due []int, now time.Time) error {
 	return nil
 }
 
-func (b *Broadcaster) serveWS(w http.ResponseWriter, r *http.Request) {
+// groupOf returns the group a WebSocket request names (?group=N), or
+// answers 404.
+func (b *Broadcaster) groupOf(w http.ResponseWriter, r *http.Request) (*group, bool) {
 	gi, err := strconv.Atoi(r.URL.Query().Get("group"))
 	if err != nil || gi < 0 || gi >= len(b.groups) {
 		http.Error(w, "unknown group", http.StatusNotFound)
+		return nil, false
+	}
+	return b.groups[gi], true
+}
+
+func (b *Broadcaster) serveWS(w http.ResponseWriter, r *http.Request) {
+	g, ok := b.groupOf(w, r)
+	if !ok {
 		return
 	}
 	conn, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return
 	}
-	g := b.groups[gi]
 	p := &peer{send: make(chan []byte, b.cfg.SendBuffer), kicked: make(chan struct{})}
 	g.mu.Lock()
 	g.clients[p] = struct{}{}

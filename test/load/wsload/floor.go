@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -29,9 +28,8 @@ type floorPeer struct {
 // serveRaw upgrades a client of the floor server, writes its snapshot and
 // hands its socket to the publisher.
 func (b *Broadcaster) serveRaw(w http.ResponseWriter, r *http.Request) {
-	gi, err := strconv.Atoi(r.URL.Query().Get("group"))
-	if err != nil || gi < 0 || gi >= len(b.groups) {
-		http.Error(w, "unknown group", http.StatusNotFound)
+	g, ok := b.groupOf(w, r)
+	if !ok {
 		return
 	}
 	conn, _, _, err := ws.UpgradeHTTP(r, w)
@@ -42,7 +40,6 @@ func (b *Broadcaster) serveRaw(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	g := b.groups[gi]
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	snap := Envelope("snapshot", fmt.Appendf(nil, `{"tenant":%q,"version":"%d"}`, g.name, g.version))

@@ -113,7 +113,15 @@ func TestPaceGivesEachGroupItsCount(t *testing.T) {
 }
 
 func TestBroadcastSwarmDeliversEverything(t *testing.T) {
-	b := NewBroadcaster(BroadcastConfig{Groups: 3, Rate: 50})
+	for _, raw := range []bool{false, true} {
+		t.Run(map[bool]string{false: "baseline", true: "floor"}[raw], func(t *testing.T) {
+			testBroadcastSwarm(t, raw)
+		})
+	}
+}
+
+func testBroadcastSwarm(t *testing.T, raw bool) {
+	b := NewBroadcaster(BroadcastConfig{Groups: 3, Rate: 50, Raw: raw})
 	srv := httptest.NewServer(b.Handler())
 	defer srv.Close()
 	ctx := context.Background()
