@@ -72,8 +72,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	// Every event is decoded and every changed row encoded: GOGC=200 halves
-	// the GC's share of the CPU; the limit keeps the RSS under 60 MB.
-	service.TuneGC(log, 200, 40<<20)
+	// the GC's share of the CPU. While catching up the limit sets the GC's
+	// pace: 44 MiB keeps the RSS under 60 MB (a peak of 55-56 MB) and costs
+	// a tenth less CPU than 40 MiB did (docs/benchmarks.md).
+	service.TuneGC(log, 200, 44<<20)
 	nc, js, err := bus.Open(ctx, cfg.NATSURL, "pbxpulse-projector", cfg.Tenant, log)
 	if err != nil {
 		return err
