@@ -2,15 +2,21 @@ package projection
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	pb "github.com/pbxpulse/pbxpulse/pkg/pbxpulsev1"
+	"github.com/pbxpulse/pbxpulse/pkg/testenv"
 )
 
 // checkLikeProto fails unless DecodeEvent accepts data exactly when
@@ -149,5 +155,66 @@ func TestViewEncodingMatchesProto(t *testing.T) {
 	}
 	if n < 100 {
 		t.Fatalf("only %d changes compared", n)
+	}
+}
+
+func TestStreamSeq(t *testing.T) {
+	for _, tt := range []struct {
+		reply string
+		seq   uint64
+		ok    bool
+	}{
+		{"$JS.ACK.PBX_EVENTS_acme.cons.1.42.7.1700000000000000000.3", 42, true},                            // v1
+		{"$JS.ACK._.ABCDEF.PBX_EVENTS_acme.cons.1.42.7.1700000000000000000.3.xyz", 42, true},               // v2
+		{"$JS.ACK.hub.ABCDEF.PBX_EVENTS_acme.cons.2.9000000000.7.1700000000000000000.0", 9000000000, true}, // v2 without the token
+		{"$JS.ACK.PBX_EVENTS_acme.cons.1.42.7.1700000000000000000", 0, false},                              // 8 tokens
+		{"$JS.ACK._.H.S.c.1.42.7.1700000000000000000", 0, false},                                           // 10 tokens
+		{"$JS.ACK.S.c.1.x.7.1.3", 0, false},
+		{"$JS.ACK.S.c.1.0.7.1.3", 0, false},
+		{"_INBOX.abc", 0, false},
+		{"", 0, false},
+	} {
+		seq, ok := streamSeq(tt.reply)
+		if seq != tt.seq || ok != tt.ok {
+			t.Errorf("streamSeq(%q) = %d, %v; want %d, %v", tt.reply, seq, ok, tt.seq, tt.ok)
+		}
+	}
+}
+
+// streamSeq agrees with jetstream.Msg.Metadata on what a real server sends.
+func TestStreamSeqOfRealMessages(t *testing.T) {
+	ns := testenv.NATS(t)
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SEQ", Subjects: []string{"seq.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := js.Publish(ctx, fmt.Sprintf("seq.%d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq, ok := streamSeq(m.Reply()); !ok || seq != md.Sequence.Stream {
+			t.Fatalf("streamSeq(%q) = %d, %v; Metadata says %d", m.Reply(), seq, ok, md.Sequence.Stream)
+		}
 	}
 }
