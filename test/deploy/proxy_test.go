@@ -106,7 +106,7 @@ func startGateway(t *testing.T) string {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr, "NATS_URL="+ns.ClientURL(), "DATABASE_URL="+testenv.Postgres(t),
 		"TENANT=acme", "PATH_PREFIX=/monitor/", "GATEWAY_TOKENS=acme:viewer:"+proxyToken, "ENV_FILE=/nonexistent",
-		"FRAME_ANCESTORS='self' https://portal.example.com")
+		"FRAME_ANCESTORS='self' https://portal.example.com", "METRICS_ADDR=127.0.0.1:0")
 	exited := startLogged(t, "gateway", cmd, filepath.Join(dir, "gateway.log"))
 	waitHTTP(t, "gateway", "http://"+addr+"/monitor/readyz", exited)
 	return addr

@@ -417,7 +417,11 @@ func runGatewayFanout(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd.Env = append(cmd.Env, "PPROF_ADDR="+pprofAddr)
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Env = append(cmd.Env, "PPROF_ADDR="+pprofAddr, "METRICS_ADDR="+metricsAddr)
 	cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("GATEWAY_LOAD_ENV"))...)
 	stderr := &tail{max: 16 << 10}
 	cmd.Stderr = stderr
@@ -455,7 +459,7 @@ func runGatewayFanout(b *testing.B, bin string, l fanoutLoad) fanoutRun {
 	}
 	r.extra = append(r.extra, fmt.Sprintf("projector stand-in: %d commits in %d transactions (%.1f per transaction), each transaction p50 %.1f ms, p99 %.1f ms, max %.1f ms",
 		upRes.Commits, upRes.Txs, float64(upRes.Commits)/float64(max(upRes.Txs, 1)), ms(upRes.TxP50), ms(upRes.TxP99), ms(upRes.TxMax)))
-	if m, err := scrape(addr); err == nil {
+	if m, err := scrape(metricsAddr); err == nil {
 		lag := 0.0
 		if n := m["pbxpulse_gateway_delta_lag_seconds_count"]; n > 0 {
 			lag = 1000 * m["pbxpulse_gateway_delta_lag_seconds_sum"] / n

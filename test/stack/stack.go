@@ -265,6 +265,7 @@ func (s *Stack) Env() []string {
 		"LOG_FILES=" + s.LogFile(),
 		"STATE_DIR=" + filepath.Join(s.opt.Dir, "logtailer-state"),
 		"HEALTH_ADDR=127.0.0.1:0",
+		"METRICS_ADDR=127.0.0.1:0",
 		"ENV_FILE=/nonexistent",
 		// The dev stack listens on loopback only; its gateway is open.
 		"GATEWAY_OPEN=true",

@@ -50,6 +50,7 @@ func startAPIGateway(t *testing.T) apiEnv {
 	var cfg Config
 	if err := envparse.ParseWithOptions(&cfg, envparse.Options{Environment: map[string]string{
 		"NATS_URL": ns.ClientURL(), "DATABASE_URL": dsn, "TENANT": "acme", "GATEWAY_TOKENS": tokens, "PATH_PREFIX": "/monitor/",
+		"METRICS_ADDR": "panel", // every documented route on one listener
 	}}); err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,11 @@ type Config struct {
 	// a page of any site could otherwise frame the panel and trick a
 	// supervisor into clicking its actions.
 	FrameAncestors string `env:"FRAME_ANCESTORS" envDefault:"'self'"`
+	// MetricsAddr is where /metrics is served, apart from the panel: its
+	// series name every tenant, which no tenant's user may see.
+	// metricsWithPanel ("panel") serves it with the panel instead, under
+	// the prefix (a trusted network only).
+	MetricsAddr string `env:"METRICS_ADDR" envDefault:":9102"`
 	// PathPrefix serves everything under a prefix such as /monitor/.
 	PathPrefix string `env:"PATH_PREFIX" envDefault:"/"`
 	// SendBuffer is how many messages may queue for one client before it is
@@ -98,6 +103,9 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// metricsWithPanel is the METRICS_ADDR that serves /metrics with the panel.
+const metricsWithPanel = "panel"
 
 // frameAncestors normalizes a FRAME_ANCESTORS source list: one space
 // between sources, and the keywords quoted as CSP wants them (an env file's

@@ -93,8 +93,20 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	g.metrics = newMetrics(g.reg, g)
 	go g.sweep(base)
 
+	srvErr := make(chan error, 2)
+	var msrv *http.Server
+	if cfg.MetricsAddr != metricsWithPanel {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", g.metricsHandler())
+		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { srvErr <- msrv.Serve(mln) }()
+		log.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 	log.Info("gateway listening", "addr", ln.Addr().String(), "prefix", cfg.PathPrefix)
 	select {
@@ -104,6 +116,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
 	_ = srv.Shutdown(sctx)
+	if msrv != nil {
+		_ = msrv.Shutdown(sctx)
+	}
 	g.closeClients(sctx)
 	stop()
 	if errors.Is(err, http.ErrServerClosed) {
@@ -196,7 +211,9 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("GET "+p+"api/v1/openapi.yaml", http.HandlerFunc(g.handleOpenAPI))
 	mux.HandleFunc("GET "+p+"healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET "+p+"readyz", g.handleReady)
-	mux.Handle("GET "+p+"metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
+	if g.cfg.MetricsAddr == metricsWithPanel {
+		mux.Handle("GET "+p+"metrics", g.metricsHandler())
+	}
 	mux.Handle("GET "+p, http.StripPrefix(strings.TrimSuffix(p, "/"), http.FileServerFS(web.Assets())))
 	if p != "/" {
 		// Relative asset and WebSocket URLs need the trailing slash.
@@ -273,4 +290,9 @@ func migrateWithRetry(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger)
 		case <-time.After(wait):
 		}
 	}
+}
+
+// metricsHandler serves the Prometheus metrics.
+func (g *Gateway) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{})
 }

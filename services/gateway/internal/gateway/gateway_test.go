@@ -50,7 +50,8 @@ type testGateway struct {
 }
 
 // startGateway starts a gateway with the service's defaults, tenants acme,
-// beta and gamma's tokens, prefix /monitor/, and vars on top.
+// beta and gamma's tokens, prefix /monitor/, /metrics with the panel
+// (METRICS_ADDR=panel), and vars on top.
 func startGateway(t *testing.T, vars map[string]string) *testGateway {
 	t.Helper()
 	ns := testenv.NATS(t)
@@ -59,7 +60,7 @@ func startGateway(t *testing.T, vars map[string]string) *testGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := map[string]string{"NATS_URL": ns.ClientURL(), "DATABASE_URL": dsn, "TENANT": "acme", "PATH_PREFIX": "/monitor/",
+	all := map[string]string{"NATS_URL": ns.ClientURL(), "DATABASE_URL": dsn, "TENANT": "acme", "PATH_PREFIX": "/monitor/", "METRICS_ADDR": "panel",
 		"GATEWAY_TOKENS": "acme:admin:" + tokAcme + ",acme:viewer:" + tokAcmeView + ",beta:viewer:" + tokBeta + ",gamma:viewer:" + tokGamma}
 	maps.Copy(all, vars)
 	var cfg Config

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -55,5 +57,32 @@ func TestFrameAncestorsHeader(t *testing.T) {
 		if xfo := resp.Header.Get("X-Frame-Options"); xfo != "" {
 			t.Errorf("X-Frame-Options %q: the CSP decides", xfo)
 		}
+	}
+}
+
+// /metrics names every tenant: by default it is served on METRICS_ADDR,
+// not with the panel, where any tenant's user could read it.
+func TestMetricsApartFromThePanel(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	g := startGateway(t, map[string]string{"METRICS_ADDR": addr})
+	if code, _ := g.get(t, "metrics", ""); code != http.StatusNotFound {
+		t.Errorf("/monitor/metrics with the panel: %d, want 404", code)
+	}
+	if code, _ := g.get(t, "metrics", tokAcme); code != http.StatusNotFound {
+		t.Errorf("/monitor/metrics with a token: %d, want 404", code)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "pbxpulse_gateway_connections") {
+		t.Fatalf("METRICS_ADDR /metrics: %d %.200s", resp.StatusCode, body)
 	}
 }
