@@ -112,8 +112,19 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 		conn.Close(websocket.StatusTryAgainLater, "views unavailable")
 		return
 	}
-	g.metrics.connections.Inc()
 	g.wg.Add(1)
+	if g.closing.Load() {
+		// Shutdown listed the clients before this one registered (an
+		// upgrade that outlived the HTTP server's shutdown): it would wait
+		// for this connection and never close it.
+		h.detach(c)
+		g.hubs.release(h)
+		cancel()
+		g.wg.Done()
+		conn.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	g.metrics.connections.Inc()
 	c.mu.Lock()
 	// The first messages go before the deltas queued since attach.
 	c.queue = append(initial, c.queue...)

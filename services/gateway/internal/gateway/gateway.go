@@ -42,6 +42,9 @@ type Gateway struct {
 	wg    sync.WaitGroup // client connections
 	clock atomic.Int64   // coarse wall clock (unix ns) for per-write bookkeeping, see sweep
 	asOf  chan struct{}  // as-of reads running (see handleSnapshotAt)
+	// closing is set when the gateway starts saying goodbye to its
+	// clients: one that attaches later sends itself away (see handleWS).
+	closing atomic.Bool
 }
 
 // Run serves until ctx ends.
@@ -131,6 +134,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) e
 // those that do not take it before ctx ends. http.Server.Shutdown leaves
 // upgraded connections alone.
 func (g *Gateway) closeClients(ctx context.Context) {
+	// Before the clients are listed: a client attaching now is either in
+	// the list or sees the flag (handleWS checks it after registering).
+	g.closing.Store(true)
 	var cs []*client
 	for _, h := range g.hubs.all() {
 		cs = h.clientList(cs)
