@@ -11,7 +11,8 @@ import (
 )
 
 // DecodeEvent decodes a stored event, accepting exactly what
-// proto.Unmarshal accepts, into the same message.
+// proto.Unmarshal accepts, into the same message. The event's strings may
+// share data's memory: data must not change afterwards.
 //
 // It is the projector's largest cost per event, so it first tries
 // vtprotobuf's generated decoder in its unsafe mode: its strings share
