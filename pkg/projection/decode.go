@@ -26,7 +26,7 @@ import (
 // the reference.
 func DecodeEvent(data []byte) (*pb.Event, error) {
 	ev := &pb.Event{}
-	if ev.UnmarshalVTUnsafe(data) == nil && (eventStrings == nil || eventStrings.valid(data, 0)) {
+	if ev.UnmarshalVTUnsafe(data) == nil && eventStrings.valid(data, 0) {
 		return ev, nil
 	}
 	ev = &pb.Event{}

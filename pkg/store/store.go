@@ -198,21 +198,6 @@ func readBodies[T any, P interface {
 	return out, nil
 }
 
-var marshal = proto.MarshalOptions{Deterministic: true}
-
-// vtMessage is a message with vtprotobuf's generated encoder, as every
-// view has: it takes half of proto.Marshal's time, and its output is as
-// deterministic (the views hold no maps).
-type vtMessage interface{ MarshalVT() ([]byte, error) }
-
-// encode encodes a view or delta for storage.
-func encode(m proto.Message) ([]byte, error) {
-	if v, ok := m.(vtMessage); ok {
-		return v.MarshalVT()
-	}
-	return marshal.Marshal(m)
-}
-
 // QueueChanges queues, on b, statements that store changes in generation
 // gen of a tenant's projections: one statement per table, whatever the
 // number of rows. It encodes every row once, and returns the changes as
@@ -469,7 +454,7 @@ func QueueDelta(b *pgx.Batch, d *pb.Delta, pos Position) ([]byte, error) {
 	})
 	// The delta is its header and the rows queueChanges encodes: each row
 	// is encoded once, for its table and for the delta.
-	head, err := encode(&pb.Delta{Tenant: d.Tenant, Version: d.Version, CommittedAt: d.CommittedAt, Rebuilt: d.Rebuilt})
+	head, err := (&pb.Delta{Tenant: d.Tenant, Version: d.Version, CommittedAt: d.CommittedAt, Rebuilt: d.Rebuilt}).MarshalVT()
 	if err != nil {
 		return nil, fmt.Errorf("encode delta %d: %w", d.Version, err)
 	}
