@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -183,13 +182,7 @@ func TestStreamSeq(t *testing.T) {
 
 // streamSeq agrees with jetstream.Msg.Metadata on what a real server sends.
 func TestStreamSeqOfRealMessages(t *testing.T) {
-	ns := testenv.NATS(t)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := testenv.JetStream(t, testenv.NATS(t).ClientURL())
 	ctx := context.Background()
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SEQ", Subjects: []string{"seq.>"}})
 	if err != nil {

@@ -15,10 +15,28 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pbxpulse/pbxpulse/pkg/natsserver"
 	"github.com/pbxpulse/pbxpulse/pkg/pgcluster"
 )
+
+// JetStream connects to the NATS server at url for the test; the
+// connection is closed when the test ends.
+func JetStream(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
 
 // NATS starts a JetStream server on a free port for the test and returns it;
 // it is shut down when the test ends.

@@ -10,8 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -47,12 +45,7 @@ func TestCommitsPositionAndAnnouncesDeltas(t *testing.T) {
 	dsn := testenv.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc, js := testenv.JetStream(t, ns.ClientURL())
 	for _, tenant := range []string{"acme", "other"} {
 		if err := bus.EnsureEventStream(ctx, js, tenant, slog.New(slog.DiscardHandler)); err != nil {
 			t.Fatal(err)

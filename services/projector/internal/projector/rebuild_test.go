@@ -41,12 +41,7 @@ func newRig(t *testing.T, tenant string) *rig {
 	dsn := testenv.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	nc, js := testenv.JetStream(t, ns.ClientURL())
 	for _, tn := range []string{tenant, "beta"} {
 		if err := bus.EnsureEventStream(ctx, js, tn, slog.New(slog.DiscardHandler)); err != nil {
 			t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pbxpulse/pbxpulse/pkg/bus"
@@ -28,12 +27,7 @@ func TestMovesToTenantStream(t *testing.T) {
 	dsn := testenv.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := testenv.JetStream(t, ns.ClientURL())
 	pub := bus.NewPublisher(js)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{NATSURL: ns.ClientURL(), DatabaseURL: dsn, Tenant: "acme", BatchSize: 50, BatchDelay: 2 * time.Millisecond,
